@@ -1,0 +1,55 @@
+# One-command setup, demo and tests. `make test` and `make demo` set everything up first.
+#
+# PYTHON: the interpreter to install into and run with. By default a project-local .venv is
+# created. To use an environment that already has torch / Detectron2 (for example one built
+# with CUDA), pass its interpreter: `make test PYTHON=$(which python)`. Nothing that already
+# imports is reinstalled there.
+VENV    ?= .venv
+PYTHON  ?= $(VENV)/bin/python
+STAMPS  := .cache/setup
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Detectron2's runtime dependencies: its wheel is installed with --no-deps (see tools/setup_detectron2.sh).
+D2_DEPS := "setuptools<81" fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydra-core>=1.1" \
+           yacs termcolor tabulate cloudpickle tqdm matplotlib tensorboard packaging
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all test-e2e demo clean-setup help
+help:
+	@echo "make demo   - set up, train + evaluate the CPU demo detector into output/demo/"
+	@echo "make test   - set up, run the test suite (end-to-end tests included)"
+	@echo "make setup  - only set up ($(PYTHON))"
+
+setup: $(STAMPS)/project
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+# torch: installed only where it does not import already (a user's CUDA build is kept).
+$(STAMPS)/torch: | $(PYTHON)
+	@mkdir -p $(STAMPS)
+	@if $(PYTHON) -c "import torch, torchvision" 2>/dev/null; then \
+	    echo "torch already importable: kept"; \
+	else \
+	    $(PYTHON) -m pip install --upgrade "pip>=23" "setuptools<81" wheel && \
+	    $(PYTHON) -m pip install $(TORCH_PINS); \
+	fi
+	@touch $@
+
+# Detectron2: installed only where `import detectron2` fails.
+$(STAMPS)/detectron2: tools/setup_detectron2.sh $(STAMPS)/torch
+	$(PYTHON) -m pip install -q $(D2_DEPS)
+	bash tools/setup_detectron2.sh $(PYTHON)
+	@touch $@
+
+$(STAMPS)/project: setup.py $(STAMPS)/detectron2
+	$(PYTHON) -m pip install -q --no-build-isolation -e ".[test]"
+	@touch $@
+
+test: setup
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS) tests
+
+demo: setup
+	$(PYTHON) tools/demo.py --output-dir output/demo
+
+clean-setup:
+	rm -rf $(STAMPS)

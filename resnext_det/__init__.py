@@ -1,0 +1,13 @@
+"""resnext_det: ResNeXt-family backbones for Detectron2.
+
+Importing the package registers ``build_resnext_backbone``, ``build_resnext_fpn_backbone`` and
+``build_resnext_retinanet_fpn_backbone`` in Detectron2's ``BACKBONE_REGISTRY``.
+"""
+from .archs import ARCHS, ArchSpec, list_backbones
+from .config import add_resnext_config
+from .errors import ConfigError
+from .modeling import BackboneOptions, ResNeXt, build_resnext, create_backbone
+
+__version__ = "0.1.0"
+__all__ = ["ARCHS", "ArchSpec", "list_backbones", "add_resnext_config", "ConfigError",
+           "BackboneOptions", "ResNeXt", "build_resnext", "create_backbone"]
