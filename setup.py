@@ -22,6 +22,8 @@ setup(
         "numpy",
         "pillow",
         "matplotlib",
+        "safetensors",
     ],
-    extras_require={"test": ["pytest>=7", "timm>=0.9"]},
+    # Reference implementations the tests compare against: timm and the official ResNeSt.
+    extras_require={"test": ["pytest>=7", "timm>=0.9", "resnest==0.0.5"]},
 )

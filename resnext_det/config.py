@@ -1,5 +1,13 @@
 """The plugin's config node, MODEL.RESNEXT. Only the registered builders read it."""
+import difflib
+import os
+from typing import Optional, Sequence
+
+import yaml
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from .errors import ConfigError
 
 # Keys whose "unset" value means "as the ARCH preset says".
 ARCH_OVERRIDES = {
@@ -34,4 +42,62 @@ def add_resnext_config(cfg):
     r.STRIDE_IN_1X1 = False
     r.RES5_DILATION = 1  # 1, or 2 for DC5 (res5 at stride 16, dilated)
     r.ZERO_INIT_RESIDUAL = False  # zero-init the last norm of each block (needs BN, SyncBN or GN)
+    return cfg
+
+
+OPTIMIZERS = ("SGD", "AdamW")
+
+
+def add_solver_config(cfg):
+    """Add SOLVER.OPTIMIZER (idempotent): the optimizer ``Trainer.build_optimizer`` builds."""
+    if "OPTIMIZER" not in cfg.SOLVER:
+        # "SGD" (Detectron2's default, with SOLVER.MOMENTUM) or "AdamW" (betas 0.9, 0.999).
+        # Both use SOLVER.BASE_LR, WEIGHT_DECAY*, BIAS_LR_FACTOR and CLIP_GRADIENTS.
+        cfg.SOLVER.OPTIMIZER = "SGD"
+    return cfg
+
+
+def _all_keys(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, CN):
+            yield from _all_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _unknown_key_error(where: str, key: str, cfg) -> ConfigError:
+    close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; see resnext_det/config.py and Detectron2's defaults"
+    return ConfigError(f"{where}: unknown config key {key}{hint}")
+
+
+def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
+    """Detectron2's defaults + MODEL.RESNEXT + SOLVER.OPTIMIZER, then a YAML file, then ``KEY VALUE`` overrides.
+
+    Every failure (missing file, invalid YAML, unknown key, odd override list, wrong value type)
+    raises a one-line ConfigError that names the file or key.
+    """
+    cfg = add_solver_config(add_resnext_config(get_cfg()))
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"config file {config_file!r} does not exist; pass a YAML file, "
+                              "e.g. --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            key = str(e.args[0]).replace("Non-existent config key: ", "")
+            raise _unknown_key_error(config_file, key, cfg) from None
+        except yaml.YAMLError as e:
+            first = " ".join(str(e).split())
+            raise ConfigError(f"{config_file} is not valid YAML: {first}") from None
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
+    try:
+        cfg.merge_from_list(opts)
+    except AssertionError as e:
+        key = str(e).replace("Non-existent key: ", "")
+        raise _unknown_key_error("command-line override", key, cfg) from None
+    except ValueError as e:
+        raise ConfigError(f"command-line override: {e}") from None
     return cfg

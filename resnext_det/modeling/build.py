@@ -56,6 +56,9 @@ def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
 def _fpn(cfg, input_shape, top_block_for):
     bottom_up = build_resnext_backbone(cfg, input_shape)
     in_features = list(cfg.MODEL.FPN.IN_FEATURES)
+    if not in_features:
+        raise ConfigError("MODEL.FPN.IN_FEATURES is empty: set it to the backbone features the FPN "
+                          "merges, e.g. [res2, res3, res4, res5] for R-CNN or [res3, res4, res5] for RetinaNet")
     available = bottom_up.output_shape()
     missing = [f for f in in_features if f not in available]
     if missing:

@@ -1,0 +1,29 @@
+"""Datasets: the embedded synthetic shapes detection dataset and dataset availability checks.
+
+Importing this package registers `shapes_train` and `shapes_val` (default :class:`ShapesSpec`)
+in Detectron2's catalogs. Their files are drawn on first use, under :func:`default_cache_dir`.
+"""
+from .datasets import (
+    DatasetNotFoundError,
+    check_dataset_available,
+    default_cache_dir,
+    ensure_shapes_generated,
+    register_shapes_datasets,
+    shapes_dataset_root,
+)
+from .synthetic import SHAPE_CLASSES, ShapesSpec, generate_shapes_dataset, render_shapes_image
+
+__all__ = [
+    "SHAPE_CLASSES",
+    "DatasetNotFoundError",
+    "ShapesSpec",
+    "check_dataset_available",
+    "default_cache_dir",
+    "ensure_shapes_generated",
+    "generate_shapes_dataset",
+    "register_shapes_datasets",
+    "render_shapes_image",
+    "shapes_dataset_root",
+]
+
+register_shapes_datasets()

@@ -1,0 +1,56 @@
+"""Detectron2's DefaultTrainer with COCO evaluation, dataset checks and CPU fallback."""
+import logging
+import os
+
+import torch
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.evaluation import COCOEvaluator
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+
+from ..config import OPTIMIZERS, load_config
+from ..errors import ConfigError
+from ..data import check_dataset_available
+
+__all__ = ["Trainer", "setup_cfg", "check_datasets"]
+
+
+def check_datasets(cfg):
+    """Fail before any model is built when a dataset of DATASETS.TRAIN/TEST is missing."""
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        check_dataset_available(name)
+
+
+class Trainer(DefaultTrainer):
+    """Trains with Detectron2's default loop; evaluates every test set with COCO AP."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's SGD, or AdamW, as SOLVER.OPTIMIZER says."""
+        if cfg.SOLVER.OPTIMIZER == "SGD":
+            return super().build_optimizer(cfg, model)
+        if cfg.SOLVER.OPTIMIZER != "AdamW":
+            raise ConfigError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r} is invalid: valid: {OPTIMIZERS}")
+        params = get_default_optimizer_params(
+            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS)
+        optimizer = torch.optim.AdamW(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+def setup_cfg(args):
+    """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides, then Detectron2's setup.
+
+    Without CUDA, MODEL.DEVICE becomes "cpu" whatever the config says, so GPU configs run here.
+    """
+    cfg = load_config(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("CUDA is not available: running on CPU")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""The CPU demo: train Faster R-CNN FPN + ResNeXt-50 on the embedded shapes dataset, evaluate it.
+
+Leaves in the output directory: metrics.json (losses and COCO AP per evaluation), model_final.pth,
+curves.png (losses and AP) and predictions.png (val images with predicted boxes).
+
+    python tools/demo.py --output-dir output/demo [KEY VALUE ...]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
+from resnext_det import ConfigError
+from resnext_det.engine import Trainer, check_datasets, setup_cfg
+from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
+                              "shapes_faster_rcnn_X50_FPN.yaml")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default=os.path.normpath(DEFAULT_CONFIG))
+    parser.add_argument("--output-dir", default="output/demo")
+    parser.add_argument("--num-images", type=int, default=8, help="val images drawn in predictions.png")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def draw_val_predictions(cfg, model, path, num_images):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.detection_utils import read_image
+    from detectron2.engine import DefaultPredictor
+
+    predictor = DefaultPredictor(cfg)
+    predictor.model.load_state_dict(model.state_dict())
+    dataset = cfg.DATASETS.TEST[0]
+    images, predictions = [], []
+    for record in DatasetCatalog.get(dataset)[:num_images]:
+        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        predictions.append(predictor(image)["instances"].to("cpu"))
+        images.append(image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image)
+    draw_predictions(images, predictions, MetadataCatalog.get(dataset).thing_classes, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.opts = list(args.opts) + ["OUTPUT_DIR", args.output_dir]
+    args.resume, args.eval_only, args.num_gpus = False, False, 1
+    try:
+        cfg = setup_cfg(args)
+        check_datasets(cfg)
+    except (ConfigError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
+    if os.path.exists(metrics_path):  # a fresh run: old records would mix into the curves
+        os.remove(metrics_path)
+
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+
+    records = read_metrics(metrics_path)
+    box = final_eval(records)
+    plot_curves(records, os.path.join(cfg.OUTPUT_DIR, "curves.png"),
+                title=f"{cfg.MODEL.RESNEXT.ARCH} Faster R-CNN FPN on {cfg.DATASETS.TRAIN[0]}")
+    with torch.no_grad():
+        draw_val_predictions(cfg, trainer.model, os.path.join(cfg.OUTPUT_DIR, "predictions.png"),
+                             args.num_images)
+    summary = {"arch": cfg.MODEL.RESNEXT.ARCH, "iterations": cfg.SOLVER.MAX_ITER,
+               "train_and_eval_seconds": round(train_seconds, 1), "bbox": box}
+    with open(os.path.join(cfg.OUTPUT_DIR, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(json.dumps(summary, indent=2))
+    print(f"outputs in {cfg.OUTPUT_DIR}: metrics.json model_final.pth curves.png predictions.png summary.json")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train or evaluate a Detectron2 model with a resnext_det backbone.
+
+The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--num-gpus``,
+``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--resume``, ``--eval-only`` and trailing
+``KEY VALUE`` overrides. Example:
+
+    python tools/train_net.py --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --num-gpus 8
+"""
+import sys
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser, launch
+
+import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
+from resnext_det import ConfigError
+from resnext_det.data import DatasetNotFoundError
+from resnext_det.engine import Trainer, check_datasets, setup_cfg
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    check_datasets(cfg)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
+                                                                             resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            from detectron2.evaluation import verify_results
+
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    try:
+        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                      dist_url=args.dist_url, args=(args,))
+    except (ConfigError, DatasetNotFoundError, FileNotFoundError) as e:
+        # Bad input: one line naming the problem and the fix, not a traceback.
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    cli()
