@@ -33,6 +33,8 @@ def test_parser_takes_detectron2_flags(train_net):
      "unknown config key MODEL.RESNEXT.ARHC; did you mean MODEL.RESNEXT.ARCH"),
     (["--config-file", DEMO_CONFIG, "MODEL.RESNEXT.ARCH", "resnext50"], "unknown backbone MODEL.RESNEXT.ARCH"),
     (["--eval-only", "--config-file", DEMO_CONFIG, "DATASETS.TEST", "('coco_2017_val',)"], "DETECTRON2_DATASETS"),
+    (["--config-file", DEMO_CONFIG, "MODEL.WEIGHTS", "pretrained/none.pth"],
+     "MODEL.WEIGHTS='pretrained/none.pth' does not exist; make it with tools/convert_pretrained.py"),
 ])
 def test_bad_input_exits_with_one_line(argv, message, tmp_path):
     result = run_python(["tools/train_net.py"] + argv + ["OUTPUT_DIR", str(tmp_path)],

@@ -16,7 +16,7 @@ import torch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import ConfigError
-from resnext_det.engine import Trainer, check_datasets, setup_cfg
+from resnext_det.engine import Trainer, check_inputs, setup_cfg
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
@@ -54,7 +54,7 @@ def main(argv=None):
     args.resume, args.eval_only, args.num_gpus = False, False, 1
     try:
         cfg = setup_cfg(args)
-        check_datasets(cfg)
+        check_inputs(cfg)
     except (ConfigError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")

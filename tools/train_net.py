@@ -16,12 +16,12 @@ from detectron2.engine import default_argument_parser, launch
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import ConfigError
 from resnext_det.data import DatasetNotFoundError
-from resnext_det.engine import Trainer, check_datasets, setup_cfg
+from resnext_det.engine import Trainer, check_inputs, setup_cfg
 
 
 def main(args):
     cfg = setup_cfg(args)
-    check_datasets(cfg)
+    check_inputs(cfg, resume=args.resume)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,

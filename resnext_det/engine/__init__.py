@@ -1,4 +1,4 @@
 """Training and evaluation glue around Detectron2's engine."""
-from .trainer import Trainer, check_datasets, setup_cfg
+from .trainer import Trainer, check_inputs, setup_cfg
 
-__all__ = ["Trainer", "check_datasets", "setup_cfg"]
+__all__ = ["Trainer", "check_inputs", "setup_cfg"]

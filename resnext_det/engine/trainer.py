@@ -11,13 +11,19 @@ from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
 from ..data import check_dataset_available
 
-__all__ = ["Trainer", "setup_cfg", "check_datasets"]
+__all__ = ["Trainer", "setup_cfg", "check_inputs"]
 
 
-def check_datasets(cfg):
-    """Fail before any model is built when a dataset of DATASETS.TRAIN/TEST is missing."""
+def check_inputs(cfg, resume: bool = False):
+    """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing."""
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
+    weights = cfg.MODEL.WEIGHTS
+    resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
+        raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py "
+                          "(the config's header names the ImageNet weights and the command), or set "
+                          "MODEL.WEIGHTS '' to train from scratch")
 
 
 class Trainer(DefaultTrainer):
