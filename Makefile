@@ -6,7 +6,8 @@
 # imports is reinstalled there.
 VENV    ?= .venv
 PYTHON  ?= $(VENV)/bin/python
-STAMPS  := .cache/setup
+# One set of setup stamps per interpreter, so switching PYTHON sets the other one up too.
+STAMPS  := .cache/setup/$(subst /,_,$(abspath $(PYTHON)))
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Detectron2's runtime dependencies: its wheel is installed with --no-deps (see tools/setup_detectron2.sh).
 D2_DEPS := "setuptools<81" fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydra-core>=1.1" \
@@ -64,4 +65,4 @@ compare: setup
 	$(PYTHON) tools/compare_results.py output/compare/R50 output/compare/X50_32x4d --plot output/compare/ap.png
 
 clean-setup:
-	rm -rf $(STAMPS)
+	rm -rf .cache/setup
