@@ -22,26 +22,27 @@ PAPER_FIGURES: Dict[str, tuple] = {
 
 class Complexity(NamedTuple):
     params: int
-    flops: int  # multiply-adds of convolutions and linear layers (fvcore's count)
+    flops: int  # fvcore's count: one multiply-add is one FLOP
 
 
-def _count(model, inputs) -> int:
-    from fvcore.nn import FlopCountAnalysis
-
-    analysis = FlopCountAnalysis(model, inputs)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+def _count(analysis_cls, model, inputs) -> Complexity:
+    """Params, and FLOPs as fvcore counts them by default (convolutions, linear layers, batch norm,
+    pooling); activations, attention gates and other elementwise ops are not counted."""
+    params = sum(p.numel() for p in model.parameters())
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    return int(analysis.total())
+    with torch.no_grad():
+        analysis = analysis_cls(model, inputs)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return Complexity(params, int(analysis.total()))
 
 
 def backbone_complexity(name: str, size: int = 224, num_classes: Optional[int] = 1000) -> Complexity:
     """The backbone as an ImageNet classifier (avg-pool + linear head) on one size x size image."""
     out = ["linear"] if num_classes else ["res5"]
+    from fvcore.nn import FlopCountAnalysis
+
     model = create_backbone(name, norm="BN", num_classes=num_classes, out_features=out).eval()
-    params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        flops = _count(model, (torch.zeros(1, 3, size, size),))
-    return Complexity(params, flops)
+    return _count(FlopCountAnalysis, model, (torch.zeros(1, 3, size, size),))
 
 
 def detector_complexity(cfg, height: int = 800, width: int = 1333) -> Complexity:
@@ -50,10 +51,5 @@ def detector_complexity(cfg, height: int = 800, width: int = 1333) -> Complexity
     from detectron2.utils.analysis import FlopCountAnalysis
 
     model = build_model(cfg).eval()
-    params = sum(p.numel() for p in model.parameters())
     inputs = [{"image": torch.zeros(3, height, width), "height": height, "width": width}]
-    with torch.no_grad():
-        analysis = FlopCountAnalysis(model, inputs)
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        flops = int(analysis.total())
-    return Complexity(params, flops)
+    return _count(FlopCountAnalysis, model, (inputs,))
