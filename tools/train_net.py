@@ -3,7 +3,8 @@
 
 The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--num-gpus``,
 ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--resume``, ``--eval-only`` and trailing
-``KEY VALUE`` overrides. Example:
+``KEY VALUE`` overrides; ``--fuse`` (with ``--eval-only``) folds the norms into the convolutions
+before evaluating. Example:
 
     python tools/train_net.py --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --num-gpus 8
 """
@@ -14,7 +15,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
-from resnext_det import ConfigError
+from resnext_det import ConfigError, fuse_for_inference
 from resnext_det.data import DatasetNotFoundError
 from resnext_det.engine import Trainer, check_inputs, setup_cfg
 
@@ -26,6 +27,8 @@ def main(args):
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
                                                                              resume=args.resume)
+        if getattr(args, "fuse", False):
+            fuse_for_inference(model)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             from detectron2.evaluation import verify_results
@@ -37,8 +40,16 @@ def main(args):
     return trainer.train()
 
 
+def argument_parser():
+    """Detectron2's parser, plus --fuse."""
+    parser = default_argument_parser()
+    parser.add_argument("--fuse", action="store_true",
+                        help="with --eval-only: fold the norms into the convolutions (exact, faster)")
+    return parser
+
+
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     try:
         return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                       dist_url=args.dist_url, args=(args,))

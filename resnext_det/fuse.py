@@ -1,0 +1,56 @@
+"""Exact inference rewrites: fold each frozen or eval-mode batch norm into the convolution before it."""
+import types
+
+import torch
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from torch import nn
+
+__all__ = ["fuse_for_inference", "is_fused"]
+
+_FOLDABLE = (FrozenBatchNorm2d, nn.BatchNorm2d)  # nn.SyncBatchNorm is a BatchNorm2d subclass here too
+
+
+def _fold_norm_into_conv(conv: Conv2d) -> None:
+    """conv.weight * s, conv.bias * s + t, where the norm computes x * s + t in eval mode."""
+    norm = conv.norm
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+    scale = weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = bias - norm.running_mean * scale
+    old_bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    with torch.no_grad():
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(old_bias * scale + shift)
+    conv.norm = None
+
+
+def _refuse_training(self, mode: bool = True):
+    if mode:
+        raise RuntimeError("this model was fused for inference (its norms are folded into the convolutions) "
+                           "and cannot train; build it again to train")
+    return nn.Module.train(self, False)
+
+
+def is_fused(model: nn.Module) -> bool:
+    return getattr(model, "_fused_for_inference", False)
+
+
+@torch.no_grad()
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """Fold every FrozenBN, and every BN / SyncBN in eval mode, into its convolution, in place.
+
+    The model is put in eval mode (BN then uses its running statistics, which is what makes the
+    fold exact) and can no longer train: ``model.train()`` raises. Group norms depend on their
+    input and stay as they are. Returns ``model``.
+    """
+    if is_fused(model):
+        return model
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, Conv2d) and isinstance(module.norm, _FOLDABLE):
+            if getattr(module.norm, "track_running_stats", True) is False:
+                continue  # a BN without running statistics normalizes by its input: not foldable
+            _fold_norm_into_conv(module)
+    model.train = types.MethodType(_refuse_training, model)
+    model._fused_for_inference = True
+    return model
