@@ -24,6 +24,27 @@ def tiny_shapes(tmp_path_factory):
     return register_shapes_datasets(ShapesSpec(num_train=8, num_val=4), prefix="tiny_shapes", cache_dir=cache)
 
 
+def random_norm_statistics(model, seed=0, scale=(0.5, 1.5)):
+    """Random affine parameters and running statistics in every BN / FrozenBN of ``model``, so that a
+    norm mapped or folded wrongly cannot go unnoticed. Returns ``model``."""
+    import torch
+    from detectron2.layers import FrozenBatchNorm2d
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def uniform(t, lo, hi):
+        t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
+                uniform(m.weight, *scale)
+                uniform(m.bias, -0.2, 0.2)
+                uniform(m.running_mean, -0.2, 0.2)
+                uniform(m.running_var, 0.5, 1.5)
+    return model
+
+
 def run_python(args, env=None, timeout=600):
     import subprocess
 

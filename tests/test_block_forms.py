@@ -8,6 +8,7 @@ Norms are affine per channel in eval mode, so each path takes its slice of every
 import torch
 import torch.nn.functional as F
 
+from conftest import random_norm_statistics
 from resnext_det import create_backbone
 
 
@@ -19,13 +20,7 @@ def _affine(norm, x, channels=slice(None)):
 
 def _block():
     torch.manual_seed(0)
-    block = create_backbone("resnext50_32x4d", out_features=["res2"]).res2[1].eval()
-    with torch.no_grad():
-        for m in block.modules():
-            if hasattr(m, "running_var"):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 1.5)
-    return block
+    return random_norm_statistics(create_backbone("resnext50_32x4d", out_features=["res2"]).res2[1].eval())
 
 
 def _path_to_3x3(block, x, g, width):

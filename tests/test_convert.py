@@ -9,24 +9,11 @@ import torchvision
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
-from conftest import ROOT, run_python
+from conftest import ROOT, random_norm_statistics, run_python
 from resnext_det import add_resnext_config, create_backbone, load_config
-from resnext_det.checkpoint import (CheckpointError, convert_state_dict, input_settings, read_state_dict,
-                                    save_detectron2_checkpoint)
+from resnext_det.checkpoint import CheckpointError, convert_state_dict, input_settings, read_state_dict
 
 timm = pytest.importorskip("timm")
-
-
-def _randomize_norms(model):
-    """Random affine and running statistics, so that mapping a norm wrongly cannot go unnoticed."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
-                                  (m.running_var, 0.5, 1.5)):
-                    t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
-    return model.eval()
 
 
 def _reference_stages(model, x):
@@ -63,7 +50,7 @@ CASES = [
 @pytest.mark.parametrize("source, arch, make_reference", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_converted_weights_reproduce_reference_stages(source, arch, make_reference):
     torch.manual_seed(0)
-    reference = _randomize_norms(make_reference())
+    reference = random_norm_statistics(make_reference()).eval()
     result = convert_state_dict(reference.state_dict(), source, arch)
     assert set(result.dropped.values()) == {"classifier", "bookkeeping"}
     assert {k for k, why in result.dropped.items() if why == "classifier"} == {"fc.weight", "fc.bias"}
@@ -91,12 +78,8 @@ def test_detectron2_resnext_fpn_loads_unchanged_and_matches():
     cfg.MODEL.RESNEXT.ARCH = "resnext101_32x8d"
     theirs = build_resnet_fpn_backbone(cfg, ShapeSpec(channels=3)).eval()
     ours = build_resnext_fpn_backbone(cfg, ShapeSpec(channels=3)).eval()
-    state = theirs.state_dict()
-    gen = torch.Generator().manual_seed(0)
-    for key, value in state.items():  # FrozenBN statistics are buffers: make them non-trivial
-        if ".norm." in key:
-            value.copy_(torch.rand(value.shape, generator=gen) * 0.5 + (0.75 if key.endswith(("weight", "var")) else -0.25))
-    missing, unexpected = ours.load_state_dict(state, strict=True)
+    random_norm_statistics(theirs)  # FrozenBN statistics are buffers: make them non-trivial
+    missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=True)
     assert not missing and not unexpected
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():

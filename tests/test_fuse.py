@@ -6,23 +6,15 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
-from conftest import ROOT
+from conftest import ROOT, random_norm_statistics
 from resnext_det import create_backbone, list_backbones, load_config
 from resnext_det.fuse import fuse_for_inference, is_fused
 
 
-def _random_statistics(model, seed=0):
-    """Random norm statistics. Scales stay below 1, as in trained networks: with larger ones a
-    200-layer random network amplifies float32 rounding until any two orders of summation differ."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.25)
-                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.4 - 0.2)
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.4 - 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return model
+def _random_statistics(model):
+    # Scales below 1, as in trained networks: with larger ones a 200-layer random network amplifies
+    # float32 rounding until any two orders of summation differ.
+    return random_norm_statistics(model, scale=(0.25, 0.75))
 
 
 def _norms(model):
