@@ -7,12 +7,21 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_tool(name):
-    """Import tools/<name>.py as a module (tools/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
+def _load_script(folder, name):
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", os.path.join(ROOT, folder, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_tool(name):
+    """Import tools/<name>.py as a module (tools/ is scripts, not a package)."""
+    return _load_script("tools", name)
+
+
+def load_example(name):
+    """Import examples/<name>.py as a module."""
+    return _load_script("examples", name)
 
 
 @pytest.fixture(scope="session")
