@@ -58,7 +58,7 @@ demo: setup
 	$(PYTHON) tools/demo.py --output-dir output/demo
 
 # The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule and
-# seed, on the embedded shapes dataset (not COCO). About 25 minutes on 2 CPU cores.
+# seed, on the embedded shapes dataset (not COCO). About 20 minutes on 2 CPU cores.
 compare: setup
 	$(PYTHON) tools/demo.py --output-dir output/compare/R50 MODEL.RESNEXT.ARCH resnet50
 	$(PYTHON) tools/demo.py --output-dir output/compare/X50_32x4d MODEL.RESNEXT.ARCH resnext50_32x4d
