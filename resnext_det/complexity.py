@@ -38,9 +38,9 @@ def _count(analysis_cls, model, inputs) -> Complexity:
 
 def backbone_complexity(name: str, size: int = 224, num_classes: Optional[int] = 1000) -> Complexity:
     """The backbone as an ImageNet classifier (avg-pool + linear head) on one size x size image."""
-    out = ["linear"] if num_classes else ["res5"]
     from fvcore.nn import FlopCountAnalysis
 
+    out = ["linear"] if num_classes else ["res5"]
     model = create_backbone(name, norm="BN", num_classes=num_classes, out_features=out).eval()
     return _count(FlopCountAnalysis, model, (torch.zeros(1, 3, size, size),))
 

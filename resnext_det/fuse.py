@@ -11,16 +11,16 @@ _FOLDABLE = (FrozenBatchNorm2d, nn.BatchNorm2d)  # nn.SyncBatchNorm is a BatchNo
 
 
 def _fold_norm_into_conv(conv: Conv2d) -> None:
-    """conv.weight * s, conv.bias * s + t, where the norm computes x * s + t in eval mode."""
+    """conv.weight * s, conv.bias * s + t, where the norm computes x * s + t in eval mode.
+    Runs under fuse_for_inference's no_grad."""
     norm = conv.norm
     weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
     bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
     scale = weight / torch.sqrt(norm.running_var + norm.eps)
     shift = bias - norm.running_mean * scale
     old_bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-    with torch.no_grad():
-        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        conv.bias = nn.Parameter(old_bias * scale + shift)
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter(old_bias * scale + shift)
     conv.norm = None
 
 

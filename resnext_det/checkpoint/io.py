@@ -1,5 +1,4 @@
 """Reading checkpoint files without running code from them, and writing Detectron2 checkpoints."""
-import io
 import os
 import pickle
 from typing import Dict
@@ -62,8 +61,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
             return _unwrap(load_file(path), path)
         if ext == ".pkl":
             with open(path, "rb") as f:
-                data = f.read()
-            return _unwrap(_ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load(), path)
+                return _unwrap(_ArraysOnlyUnpickler(f, encoding="latin1").load(), path)
         if ext in (".pth", ".pt", ".bin", ".ckpt"):
             return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
     except CheckpointError:

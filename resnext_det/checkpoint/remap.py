@@ -113,7 +113,7 @@ def _c2_block(m: re.Match) -> str:
 
 
 _C2_BRANCH = {"2a": "conv1", "2b": "conv2", "2c": "conv3", "1": "shortcut"}
-_C2_NORM = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
+_C2_NORM = {"s": "weight", "b": "bias"}
 _DETECTRON_RULES = [
     (r"conv1_w", "stem.conv1.weight"),
     (r"res_conv1_bn_(s|b)", lambda m: f"stem.conv1.norm.{_C2_NORM[m.group(1)]}"),
