@@ -15,8 +15,7 @@ import time
 import torch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
-from resnext_det import ConfigError
-from resnext_det.engine import Trainer, check_inputs, setup_cfg
+from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
@@ -55,7 +54,7 @@ def main(argv=None):
     try:
         cfg = setup_cfg(args)
         check_inputs(cfg)
-    except (ConfigError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         sys.exit(f"error: {e}")
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
     if os.path.exists(metrics_path):  # a fresh run: old records would mix into the curves

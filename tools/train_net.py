@@ -15,9 +15,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
-from resnext_det import ConfigError, fuse_for_inference
-from resnext_det.data import DatasetNotFoundError
-from resnext_det.engine import Trainer, check_inputs, setup_cfg
+from resnext_det import fuse_for_inference
+from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 
 
 def main(args):
@@ -53,7 +52,7 @@ def cli(argv=None):
     try:
         return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                       dist_url=args.dist_url, args=(args,))
-    except (ConfigError, DatasetNotFoundError, FileNotFoundError) as e:
+    except BAD_INPUT as e:
         # Bad input: one line naming the problem and the fix, not a traceback.
         sys.exit(f"error: {e}")
 

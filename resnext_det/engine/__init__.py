@@ -1,4 +1,4 @@
 """Training and evaluation glue around Detectron2's engine."""
-from .trainer import Trainer, check_inputs, setup_cfg
+from .trainer import BAD_INPUT, Trainer, check_inputs, setup_cfg
 
-__all__ = ["Trainer", "check_inputs", "setup_cfg"]
+__all__ = ["BAD_INPUT", "Trainer", "check_inputs", "setup_cfg"]

@@ -9,9 +9,12 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
-from ..data import check_dataset_available
+from ..data import DatasetNotFoundError, check_dataset_available
 
-__all__ = ["Trainer", "setup_cfg", "check_inputs"]
+__all__ = ["BAD_INPUT", "Trainer", "setup_cfg", "check_inputs"]
+
+# Errors that mean the user's input is wrong: the tools print their one-line message, no traceback.
+BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError)
 
 
 def check_inputs(cfg, resume: bool = False):
