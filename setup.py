@@ -23,7 +23,11 @@ setup(
         "pillow",
         "matplotlib",
         "safetensors",
+        # C++ COCO evaluation (resnext_det.evaluation); pycocotools is the fallback where it is absent.
+        "faster-coco-eval>=1.6",
     ],
-    # Reference implementations the tests compare against: timm and the official ResNeSt.
-    extras_require={"test": ["pytest>=7", "timm>=0.9", "resnest==0.0.5"]},
+    # Reference implementations the tests compare against (timm, the official ResNeSt) and the
+    # ONNX toolchain the export tests check with.
+    extras_require={"test": ["pytest>=7", "timm>=0.9", "resnest==0.0.5",
+                             "onnx", "onnxscript", "onnxruntime"]},
 )
