@@ -21,11 +21,11 @@ class SelectiveKernel(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(
             Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=d, dilation=d,
-                   groups=groups, bias=False, norm=feature_norm(norm, out_channels), activation=F.relu)
+                   groups=groups, bias=False, norm=feature_norm(norm, out_channels), activation=F.relu_)
             for d in (dilation * (i + 1) for i in range(num_branches))
         )
         self.fc_reduce = Conv2d(out_channels, attention_channels, kernel_size=1, bias=False,
-                                norm=attention_norm(norm, attention_channels), activation=F.relu)
+                                norm=attention_norm(norm, attention_channels), activation=F.relu_)
         self.fc_select = Conv2d(attention_channels, out_channels * num_branches, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

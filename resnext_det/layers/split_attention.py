@@ -24,9 +24,9 @@ class SplitAttention(nn.Module):
         attention_channels = max(in_channels * radix // reduction, min_attention_channels)
         self.conv = Conv2d(in_channels, channels * radix, kernel_size=3, stride=stride, padding=dilation,
                            dilation=dilation, groups=groups * radix, bias=False,
-                           norm=feature_norm(norm, channels * radix), activation=F.relu)
+                           norm=feature_norm(norm, channels * radix), activation=F.relu_)
         self.fc1 = Conv2d(channels, attention_channels, kernel_size=1, groups=groups,
-                          norm=attention_norm(norm, attention_channels), activation=F.relu)
+                          norm=attention_norm(norm, attention_channels), activation=F.relu_)
         self.fc2 = Conv2d(attention_channels, channels * radix, kernel_size=1, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

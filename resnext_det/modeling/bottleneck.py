@@ -18,7 +18,7 @@ def make_transform(kind, channels, *, stride, dilation, groups, radix, norm):
         return SplitAttention(channels, channels, stride=stride, dilation=dilation, groups=groups,
                               radix=radix, norm=norm)
     return Conv2d(channels, channels, kernel_size=3, stride=stride, padding=dilation, dilation=dilation,
-                  groups=groups, bias=False, norm=feature_norm(norm, channels), activation=F.relu)
+                  groups=groups, bias=False, norm=feature_norm(norm, channels), activation=F.relu_)
 
 
 class Bottleneck(CNNBlockBase):
@@ -42,7 +42,7 @@ class Bottleneck(CNNBlockBase):
             stride_3x3 = 1
 
         self.conv1 = Conv2d(in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1,
-                            bias=False, norm=feature_norm(norm, bottleneck_channels), activation=F.relu)
+                            bias=False, norm=feature_norm(norm, bottleneck_channels), activation=F.relu_)
         self.conv2 = make_transform(transform, bottleneck_channels, stride=stride_3x3, dilation=dilation,
                                     groups=num_groups, radix=radix, norm=norm)
         self.avd = nn.AvgPool2d(3, avd_stride, padding=1) if avd_stride > 1 else nn.Identity()
@@ -70,5 +70,5 @@ class Bottleneck(CNNBlockBase):
         out = self.conv3(self.avd(self.conv2(self.conv1(x))))
         if self.se is not None:
             out = self.se(out)
-        shortcut = x if self.shortcut is None else self.shortcut(self.shortcut_pool(x))
-        return F.relu_(out + shortcut)
+        out += x if self.shortcut is None else self.shortcut(self.shortcut_pool(x))
+        return F.relu_(out)

@@ -18,7 +18,7 @@ class DeepStem(CNNBlockBase):
         for i in range(3):
             conv = Conv2d(channels[i], channels[i + 1], kernel_size=3, stride=2 if i == 0 else 1,
                           padding=1, bias=False, norm=feature_norm(norm, channels[i + 1]),
-                          activation=F.relu)
+                          activation=F.relu_)
             weight_init.c2_msra_fill(conv)
             self.add_module(f"conv{i + 1}", conv)
 
