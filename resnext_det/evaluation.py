@@ -1,0 +1,97 @@
+"""COCO evaluation through the C++ ``faster-coco-eval`` when it is installed, else pycocotools.
+
+Both compute the same COCO metrics (tests check the AP is identical on the embedded dataset);
+faster-coco-eval matches detections to ground truth and accumulates in C++.
+"""
+import contextlib
+import io
+import logging
+from typing import List, Sequence
+
+import numpy as np
+from detectron2.evaluation import COCOEvaluator, coco_evaluation
+
+try:
+    from faster_coco_eval import COCO as FastCOCO, COCOeval_faster
+except ImportError:  # an optional speed-up: evaluation falls back to pycocotools
+    FastCOCO = COCOeval_faster = None
+
+__all__ = ["BACKENDS", "default_backend", "FastCOCOEvaluator", "coco_api", "evaluate_coco"]
+
+BACKENDS = ("faster-coco-eval", "pycocotools")
+logger = logging.getLogger(__name__)
+
+
+def default_backend() -> str:
+    return "faster-coco-eval" if FastCOCO is not None else "pycocotools"
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"COCO evaluation backend {backend!r} is invalid: valid: {BACKENDS}")
+    if backend == "faster-coco-eval" and FastCOCO is None:
+        raise ImportError("faster-coco-eval is not installed: `pip install faster-coco-eval`, "
+                          "or use the pycocotools backend")
+    return backend
+
+
+def coco_api(dataset, backend: str):
+    """A COCO ground-truth object of ``backend``, from a json path or an already loaded dict."""
+    _check_backend(backend)
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+    else:
+        COCO = FastCOCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(dataset, dict):
+            gt = COCO()
+            gt.dataset = dataset
+            gt.createIndex()
+            return gt
+        return COCO(dataset)
+
+
+def _cocoeval_class(backend: str):
+    if backend == "pycocotools":
+        from pycocotools.cocoeval import COCOeval
+        return COCOeval
+    return COCOeval_faster
+
+
+def evaluate_coco(coco_gt, results: List[dict], iou_type: str = "bbox", backend: str = None,
+                  img_ids: Sequence[int] = None) -> np.ndarray:
+    """The 12 COCO summary numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl)
+    of ``results`` (COCO result dicts) against ``coco_gt`` (made by ``coco_api`` with the same backend)."""
+    backend = _check_backend(backend or default_backend())
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_eval = _cocoeval_class(backend)(coco_gt, coco_gt.loadRes(results), iou_type)
+        if img_ids is not None:
+            coco_eval.params.imgIds = list(img_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return np.asarray(coco_eval.stats[:12], dtype=np.float64)
+
+
+class FastCOCOEvaluator(COCOEvaluator):
+    """Detectron2's ``COCOEvaluator`` computing its metrics with ``backend`` (default: faster-coco-eval
+    when installed). Results, the saved ``coco_instances_results.json`` and the printed tables are
+    Detectron2's; only the matching and accumulation run in C++."""
+
+    def __init__(self, dataset_name, *args, backend: str = None, **kwargs):
+        super().__init__(dataset_name, *args, **kwargs)
+        self._backend = _check_backend(backend or default_backend())
+        if self._backend == "faster-coco-eval" and hasattr(self._metadata, "json_file"):
+            self._coco_api = coco_api(self._coco_api.dataset, self._backend)
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        if self._backend == "pycocotools":
+            return super()._eval_predictions(predictions, img_ids)
+        logger.info("Evaluating with faster-coco-eval (C++)")
+        # Detectron2 picks its COCOeval class by module-level name; swap in the C++ one for this call.
+        saved = coco_evaluation.COCOeval_opt, self._use_fast_impl
+        coco_evaluation.COCOeval_opt, self._use_fast_impl = COCOeval_faster, True
+        try:
+            return super()._eval_predictions(predictions, img_ids)
+        finally:
+            coco_evaluation.COCOeval_opt, self._use_fast_impl = saved
