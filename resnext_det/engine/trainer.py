@@ -4,11 +4,11 @@ import os
 
 import torch
 from detectron2.engine import DefaultTrainer, default_setup
-from detectron2.evaluation import COCOEvaluator
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
+from ..evaluation import FastCOCOEvaluator
 from ..data import DatasetNotFoundError, check_dataset_available
 
 __all__ = ["BAD_INPUT", "Trainer", "setup_cfg", "check_inputs"]
@@ -35,7 +35,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return FastCOCOEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
