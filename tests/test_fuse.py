@@ -58,3 +58,19 @@ def test_fused_faster_rcnn_gives_the_same_detections():
     assert len(got) == len(expected) > 0
     torch.testing.assert_close(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(got.scores, expected.scores, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [None, True, False])
+def test_channels_last_layout(channels_last):
+    """On CPU the fused model runs channels-last by default; the values do not change."""
+    torch.manual_seed(0)
+    model = _random_statistics(create_backbone("resnext50_32x4d", out_features=["res2", "res5"]).eval())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        got = fuse_for_inference(model, channels_last=channels_last)(x)
+    want_nhwc = channels_last is not False
+    assert model.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last) == want_nhwc
+    for feature, tensor in expected.items():
+        assert got[feature].is_contiguous(memory_format=torch.channels_last) == want_nhwc
+        torch.testing.assert_close(got[feature], tensor, rtol=1e-4, atol=1e-4 * float(tensor.abs().max()))
