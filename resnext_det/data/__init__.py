@@ -2,6 +2,7 @@
 
 Importing this package registers `shapes_train` and `shapes_val` (default :class:`ShapesSpec`)
 in Detectron2's catalogs. Their files are drawn on first use, under :func:`default_cache_dir`.
+:func:`check_datasets` has any registered dataset checked when loaded (see ``validate.py``).
 """
 from .datasets import (
     DatasetNotFoundError,
@@ -12,12 +13,15 @@ from .datasets import (
     shapes_dataset_root,
 )
 from .synthetic import SHAPE_CLASSES, ShapesSpec, generate_shapes_dataset, render_shapes_image
+from .validate import DatasetError, check_datasets
 
 __all__ = [
     "SHAPE_CLASSES",
+    "DatasetError",
     "DatasetNotFoundError",
     "ShapesSpec",
     "check_dataset_available",
+    "check_datasets",
     "default_cache_dir",
     "ensure_shapes_generated",
     "generate_shapes_dataset",
