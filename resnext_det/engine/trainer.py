@@ -1,6 +1,7 @@
 """Detectron2's DefaultTrainer with COCO evaluation, dataset checks and CPU fallback."""
 import logging
 import os
+import re
 
 import torch
 from detectron2.engine import DefaultTrainer, default_setup
@@ -9,28 +10,53 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
 from ..evaluation import FastCOCOEvaluator
-from ..data import DatasetNotFoundError, check_dataset_available
+from ..checkpoint.model_weights import check_model_weights
+from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
+from ..data import validate
 
-__all__ = ["BAD_INPUT", "Trainer", "setup_cfg", "check_inputs"]
+__all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss or a prediction became NaN or infinite; the message names the iteration and the losses."""
+
 
 # Errors that mean the user's input is wrong: the tools print their one-line message, no traceback.
-BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError)
+BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError, DatasetError, TrainingDivergedError)
 
 
 def check_inputs(cfg, resume: bool = False):
-    """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing."""
+    """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing or does not
+    fit; have the datasets checked when loaded (resnext_det/data/validate.py)."""
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
+    check_datasets(cfg)
     weights = cfg.MODEL.WEIGHTS
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
         raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py "
                           "(the config's header names the ImageNet weights and the command), or set "
                           "MODEL.WEIGHTS '' to train from scratch")
+    if weights and "://" not in weights and not resuming:
+        check_model_weights(cfg, weights)
 
 
 class Trainer(DefaultTrainer):
     """Trains with Detectron2's default loop; evaluates every test set with COCO AP."""
+
+    def run_step(self):
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            raise TrainingDivergedError(_diverged_message(e, self.iter, self.cfg)) from None
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return validate.build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return validate.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -49,6 +75,17 @@ class Trainer(DefaultTrainer):
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS)
         optimizer = torch.optim.AdamW(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
         return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+def _diverged_message(error, iteration, cfg):
+    """One line for Detectron2's FloatingPointError: the iteration, the non-finite losses, a hint."""
+    bad = re.findall(r"'(\w+)': (?:np\.float\d+\()?(-?inf|nan)\b", str(error))
+    what = (f"loss became NaN or infinite at iteration {iteration} ("
+            + ", ".join(f"{k}={v}" for k, v in bad) + ")") if bad else \
+        f"training diverged at iteration {iteration} ({' '.join(str(error).split())})"
+    clip = "" if cfg.SOLVER.CLIP_GRADIENTS.ENABLED else " or enable SOLVER.CLIP_GRADIENTS"
+    return (f"{what}; lower SOLVER.BASE_LR (now {cfg.SOLVER.BASE_LR:g}){clip}, "
+            "and check the dataset's boxes")
 
 
 def setup_cfg(args):
