@@ -1,0 +1,200 @@
+"""Measurement for tools/benchmark.py: interleaved timing, peak memory, and the peer models we are
+compared with (Detectron2's built-in ResNet/ResNeXt, timm), given the same weights as ours."""
+import copy
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from .archs import ArchSpec, get_arch
+from .errors import ConfigError
+
+__all__ = ["Timing", "interleaved", "peak_memory", "detectron2_backbone_peer", "timm_backbone_peer",
+           "detectron2_detector_peer", "TIMM_NAMES"]
+
+# Our preset -> timm's model of the same architecture (timm's "d"/"e" ResNeSts are ours: deep stem,
+# avg-down shortcut, avd).
+TIMM_NAMES = {"resnet50": "resnet50", "resnet101": "resnet101", "resnet152": "resnet152",
+              "resnext50_32x4d": "resnext50_32x4d", "resnext101_32x4d": "resnext101_32x4d",
+              "resnext101_32x8d": "resnext101_32x8d", "resnext101_64x4d": "resnext101_64x4d",
+              "seresnext50_32x4d": "seresnext50_32x4d", "seresnext101_32x4d": "seresnext101_32x4d",
+              "seresnext101_32x8d": "seresnext101_32x8d", "skresnext50_32x4d": "skresnext50_32x4d",
+              "resnest50": "resnest50d", "resnest101": "resnest101e", "resnest200": "resnest200e",
+              "resnest269": "resnest269e"}
+
+
+@dataclass
+class Timing:
+    """Seconds of each repeat (after warm-up) of one measured call."""
+
+    seconds: List[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def interleaved(calls: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                device: str = "cpu") -> Dict[str, Timing]:
+    """Time each call ``repeats`` times after ``warmup`` untimed runs, in turn (a, b, c, a, b, c, ...),
+    so that a slow phase of the machine hits every call alike."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    _sync(device)
+    timings = {name: Timing() for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            timings[name].seconds.append(time.perf_counter() - start)
+    return timings
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+try:
+    import os as _os
+
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # not Linux
+    _PAGE = 4096
+
+
+def peak_memory(call: Callable[[], object], device: str = "cpu", interval: float = 0.001) -> int:
+    """Bytes of memory ``call`` needs at its peak, above what was in use before it.
+
+    GPU: ``torch.cuda.max_memory_allocated``. CPU: the resident set size, sampled every
+    ``interval`` seconds by a thread while ``call`` runs (PyTorch releases the GIL in its ops).
+    """
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        call()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    before = _rss_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        call()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], _rss_bytes()) - before
+
+
+def _detectron2_resnets(spec: ArchSpec, what: str) -> Dict[str, object]:
+    """Detectron2's MODEL.RESNETS keys for ``spec``, which must be a plain ResNet/ResNeXt."""
+    if spec.transform != "conv" or spec.attention != "none" or spec.stem != "basic":
+        raise ConfigError(f"Detectron2 has no built-in {what}: its ResNet has no attention or deep stem; "
+                          "compare with --peer timm")
+    return {"DEPTH": spec.depth, "NUM_GROUPS": spec.num_groups, "WIDTH_PER_GROUP": spec.width_per_group}
+
+
+def detectron2_backbone_peer(ours: nn.Module, arch: str, fpn_cfg=None) -> nn.Module:
+    """Detectron2's built-in ResNet/ResNeXt (with its FPN when ``fpn_cfg`` is the config ``ours`` was
+    built from), holding ``ours``'s weights (the module names are the same)."""
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    resnets = _detectron2_resnets(get_arch(arch), f"counterpart of {arch}")
+    cfg = fpn_cfg.clone() if fpn_cfg is not None else get_cfg()
+    cfg.defrost()
+    bottom_up = ours.bottom_up if fpn_cfg is not None else ours
+    cfg.MODEL.RESNETS.update(resnets, STRIDE_IN_1X1=_stride_in_1x1(bottom_up),
+                             NORM=_norm_name(bottom_up), OUT_FEATURES=list(bottom_up._out_features),
+                             RES5_DILATION=1)
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    build = build_resnet_fpn_backbone if fpn_cfg is not None else build_resnet_backbone
+    peer = build(cfg, ShapeSpec(channels=3))
+    peer.load_state_dict(ours.state_dict())
+    return peer
+
+
+def _stride_in_1x1(backbone) -> bool:
+    block = backbone.res3[0]
+    return block.conv1.stride == (2, 2)
+
+
+def _norm_name(backbone) -> str:
+    from detectron2.layers import FrozenBatchNorm2d
+
+    norm = backbone.stem.conv1.norm
+    if isinstance(norm, FrozenBatchNorm2d):
+        return "FrozenBN"
+    if isinstance(norm, nn.BatchNorm2d):
+        return "BN"
+    raise ConfigError(f"the Detectron2 peer supports FrozenBN and BN backbones, not {type(norm).__name__}")
+
+
+def timm_backbone_peer(arch: str, seed: int = 0):
+    """(timm's model of ``arch`` returning its four stages' features, our backbone with its weights).
+
+    Our backbone gets timm's random weights through the timm checkpoint converter, so both compute
+    the same function."""
+    import timm
+
+    from .checkpoint import convert_state_dict
+    from .modeling import create_backbone
+
+    if arch not in TIMM_NAMES:
+        raise ConfigError(f"timm has no model of {arch}; compare with --peer detectron2")
+    torch.manual_seed(seed)
+    reference = timm.create_model(TIMM_NAMES[arch], pretrained=False)
+    ours = create_backbone(arch)
+    ours.load_state_dict(convert_state_dict(reference.state_dict(), "timm", arch).state_dict)
+    peer = timm.create_model(TIMM_NAMES[arch], pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
+    result = peer.load_state_dict(reference.state_dict(), strict=False)
+    unplaced = result.missing_keys + [k for k in result.unexpected_keys if not k.startswith("fc.")]
+    if unplaced:  # features_only drops only the classifier
+        raise RuntimeError(f"timm's {TIMM_NAMES[arch]} feature model does not take its own weights: {unplaced[:3]}")
+    return peer.eval(), ours.eval()
+
+
+def detectron2_detector_peer(cfg, ours: nn.Module) -> nn.Module:
+    """Detectron2's own model for ``cfg`` with its built-in ResNet/ResNeXt FPN backbone and ``ours``'s
+    weights."""
+    from detectron2.modeling import build_model
+
+    peer_cfg = cfg.clone()
+    peer_cfg.defrost()
+    peer_cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    r = cfg.MODEL.RESNEXT
+    spec = ours.backbone.bottom_up.spec
+    peer_cfg.MODEL.RESNETS.update(_detectron2_resnets(spec, f"counterpart of {r.ARCH}"),
+                                  STRIDE_IN_1X1=r.STRIDE_IN_1X1, NORM=r.NORM,
+                                  OUT_FEATURES=list(r.OUT_FEATURES), RES5_DILATION=r.RES5_DILATION)
+    peer = build_model(peer_cfg)
+    peer.load_state_dict(ours.state_dict())
+    return peer
+
+
+def fused_copy(model: nn.Module, channels_last: Optional[bool] = None) -> nn.Module:
+    from .fuse import fuse_for_inference
+
+    return fuse_for_inference(copy.deepcopy(model), channels_last=channels_last)

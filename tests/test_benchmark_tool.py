@@ -1,0 +1,75 @@
+"""tools/benchmark.py runs each kind of comparison and reports what it measured (no speed is asserted:
+speed figures come from running the tool, see README)."""
+import json
+
+import pytest
+
+from conftest import load_tool
+
+benchmark = load_tool("benchmark")
+
+
+def _rows(report, measure_prefix):
+    return {r["variant"]: r for r in report["rows"] if r["measure"].startswith(measure_prefix)}
+
+
+def test_backbone_against_detectron2_with_fpn(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    report = benchmark.main(["backbone", "resnet50", "--fpn", "--size", "64", "96", "--batch", "2",
+                             "--repeats", "2", "--warmup", "0", "--json", str(out)])
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(report["rows"]))
+    for batch in (1, 2):
+        rows = _rows(report, f"backbone 64x96 batch {batch}")
+        assert set(rows) == {"ours", "ours-fused", "peer"}
+        assert rows["peer"]["ratio_to_peer"] == 1.0
+        for row in rows.values():
+            assert len(row["all_seconds"]) == 2 and row["seconds"] > 0 and row["peak_memory_gib"] >= 0
+            assert row["ratio_to_peer"] == pytest.approx(row["seconds"] / rows["peer"]["seconds"])
+    assert "ours/peer" in capsys.readouterr().out
+
+
+def test_backbone_against_timm():
+    pytest.importorskip("timm")
+    report = benchmark.main(["backbone", "skresnext50_32x4d", "--peer", "timm", "--size", "64", "64",
+                             "--batch", "1", "--repeats", "1", "--warmup", "0"])
+    assert set(_rows(report, "backbone 64x64 batch 1")) == {"ours", "ours-fused", "peer"}
+
+
+def test_detector_inference_and_training_iteration(tmp_path):
+    report = benchmark.main(["detector", "--config-file", "configs/faster_rcnn_R50_FPN_1x.yaml",
+                             "--size", "128", "160", "--repeats", "1", "--warmup", "0"])
+    assert set(_rows(report, "Faster R-CNN inference 128x160")) == {"ours", "ours-fused", "peer"}
+    assert set(_rows(report, "training iteration 128x160")) == {"ours", "peer"}
+
+
+def test_coco_eval_backends_agree():
+    pytest.importorskip("faster_coco_eval")
+    report = benchmark.main(["coco-eval", "--images", "50", "--dets", "30", "--repeats", "1"])
+    rows = _rows(report, "COCO bbox evaluation, 50 images x 30 detections")
+    assert rows["faster-coco-eval"]["identical_stats"] is True
+    assert 0.2 < rows["pycocotools"]["AP"] < 0.95  # a meaningful AP, identical in both backends
+    assert rows["faster-coco-eval"]["AP"] == rows["pycocotools"]["AP"]
+
+
+def test_peer_without_that_architecture_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit, match="Detectron2 has no built-in counterpart of seresnext50_32x4d.*--peer timm"):
+        benchmark.cli(["backbone", "seresnext50_32x4d", "--size", "64", "64", "--repeats", "1"])
+    with pytest.raises(SystemExit, match="timm has no FPN"):
+        benchmark.cli(["backbone", "resnet50", "--peer", "timm", "--fpn", "--repeats", "1"])
+
+
+def test_a_peer_computing_something_else_is_refused(monkeypatch):
+    """The ratio is only meaningful for the same function: a peer with other weights is caught."""
+    import torch
+
+    real = benchmark.detectron2_backbone_peer
+
+    def other_weights(*args, **kwargs):
+        peer = real(*args, **kwargs)
+        with torch.no_grad():
+            peer.res2[0].conv1.weight.mul_(-1)
+        return peer
+
+    monkeypatch.setattr(benchmark, "detectron2_backbone_peer", other_weights)
+    with pytest.raises(RuntimeError, match="peer computes something else than ours"):
+        benchmark.main(["backbone", "resnet50", "--size", "64", "64", "--repeats", "1"])

@@ -1,0 +1,296 @@
+#!/usr/bin/env python
+"""Speed and memory of our backbones and detectors against the implementation a user would otherwise pick.
+
+Every figure is the median of ``--repeats`` runs after warm-up, with the variants interleaved in one
+process (ours, ours fused, the peer, ours, ...), on the same weights and input. Ratios are ours / peer.
+
+    # X101-32x8d FPN backbone at 800x1216 vs Detectron2's built-in ResNeXt
+    python tools/benchmark.py backbone resnext101_32x8d --fpn --peer detectron2
+    # SE-ResNeXt-50 vs timm's
+    python tools/benchmark.py backbone seresnext50_32x4d --peer timm
+    # Faster R-CNN inference (s/img at 800x1333) and one training iteration vs Detectron2's own
+    python tools/benchmark.py detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml
+    # COCO evaluation: faster-coco-eval vs pycocotools on 5000 images x 100 detections
+    python tools/benchmark.py coco-eval
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import resnext_det  # noqa: F401  (registers the backbones)
+from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_detector_peer, fused_copy,
+                                   interleaved, peak_memory, timm_backbone_peer)
+from resnext_det.errors import ConfigError
+
+GiB = 1024 ** 3
+
+
+def _autocast(args):
+    if args.amp == "none":
+        return torch.autocast("cpu", enabled=False)
+    return torch.autocast(args.device.split(":")[0], dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp])
+
+
+def _input(shape, args, channels_last=False):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(args.device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _run_rows(variants, args, items):
+    """variants: name -> model; items: (label, per-image divisor, name -> call). Returns result rows."""
+    rows = []
+    for label, per, calls in items:
+        with torch.inference_mode(), _autocast(args):
+            timings = interleaved(calls, args.repeats, args.warmup, args.device)
+            memory = {name: peak_memory(call, args.device) for name, call in calls.items()}
+        peer = timings.get("peer")
+        for name, timing in timings.items():
+            rows.append({"measure": label, "variant": name, "seconds": timing.median / per,
+                         "all_seconds": timing.seconds, "peak_memory_gib": memory[name] / GiB,
+                         "ratio_to_peer": timing.median / peer.median if peer else None})
+    return rows
+
+
+def bench_backbone(args):
+    from resnext_det import create_backbone, load_config
+
+    torch.manual_seed(0)
+    if args.peer == "timm":
+        if args.fpn:
+            raise ConfigError("timm has no FPN: compare the plain backbone (drop --fpn) or use --peer detectron2")
+        peer, ours = timm_backbone_peer(args.name)
+    else:
+        fpn_cfg = None
+        if args.fpn:
+            fpn_cfg = load_config(args.config_file or os.path.join(os.path.dirname(__file__), "..", "configs",
+                                                                   "Base-RCNN-FPN.yaml"),
+                                  ["MODEL.RESNEXT.ARCH", args.name, "MODEL.BACKBONE.FREEZE_AT", "0"])
+            from detectron2.modeling import build_backbone
+            ours = build_backbone(fpn_cfg)
+        else:
+            ours = create_backbone(args.name)
+        peer = detectron2_backbone_peer(ours, args.name, fpn_cfg) if args.peer == "detectron2" else None
+    variants = {"ours": ours.eval(), "ours-fused": fused_copy(ours.eval(), args.channels_last)}
+    if peer is not None:
+        variants["peer"] = peer.eval()
+    if args.channels_last:  # the caller asked for NHWC throughout, peers included
+        variants = {k: m.to(memory_format=torch.channels_last) for k, m in variants.items()}
+    variants = {k: m.to(args.device) for k, m in variants.items()}
+    h, w = args.size
+    items = []
+    for batch in sorted({1, args.batch}):
+        x = _input((batch, 3, h, w), args, args.channels_last)
+        label = f"backbone {h}x{w} batch {batch} (s/img)"
+        items.append((label, batch, {k: (lambda m=m, x=x: m(x)) for k, m in variants.items()}))
+    _check_same_outputs(variants, items[0][2], args)
+    return rows_with_context(_run_rows(variants, args, items), args, peer=args.peer)
+
+
+def _check_same_outputs(variants, calls, args):
+    """Benchmarked variants must compute the same function; otherwise the comparison means nothing."""
+    with torch.inference_mode(), _autocast(args):
+        outs = {k: call() for k, call in calls.items()}
+    ref = outs["ours"]
+    ref = list(ref.values()) if isinstance(ref, dict) else list(ref)
+    tolerance = 1e-3 if args.amp == "none" else 5e-2
+    for name, out in outs.items():
+        out = list(out.values()) if isinstance(out, dict) else list(out)
+        for a, b in zip(ref, out):
+            error = float((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12))
+            if error > tolerance:
+                raise RuntimeError(f"{name} computes something else than ours (relative error {error:.2e})")
+
+
+def bench_detector(args):
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    from resnext_det import load_config
+
+    torch.manual_seed(0)
+    cfg = load_config(args.config_file, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device] + args.opts)
+    ours = build_model(cfg)
+    peer = detectron2_detector_peer(cfg, ours) if args.peer == "detectron2" else None
+    h, w = args.size
+    image = (torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 255).to(args.device)
+    inputs = [{"image": image, "height": h, "width": w}]
+    variants = {"ours": ours.eval(), "ours-fused": fused_copy(ours, args.channels_last)}
+    if peer is not None:
+        variants["peer"] = peer.eval()
+    items = [(f"Faster R-CNN inference {h}x{w} (s/img)", 1,
+              {k: (lambda m=m: m(inputs)) for k, m in variants.items()})]
+    rows = _run_rows(variants, args, items)
+    if not args.skip_train:
+        gt = Instances((h, w))
+        gt.gt_boxes = Boxes(torch.tensor([[10.0, 20.0, 300.0, 400.0], [500.0, 100.0, 900.0, 700.0]]))
+        gt.gt_classes = torch.tensor([0, 1])
+        train_inputs = [{"image": image, "instances": gt.to(args.device)}]
+        trainees = {"ours": ours} if peer is None else {"ours": ours, "peer": peer}
+        steps = {}
+        for name, model in trainees.items():
+            model.train()
+            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+            def step(model=model, optimizer=optimizer):
+                with EventStorage(), _autocast(args):  # R-CNN training logs into an event storage
+                    loss = sum(model(train_inputs).values())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            steps[name] = step
+        timings = interleaved(steps, args.repeats, args.warmup, args.device)
+        memory = {name: peak_memory(step, args.device) for name, step in steps.items()}
+        for name, timing in timings.items():
+            rows.append({"measure": f"training iteration {h}x{w} batch 1 (s)", "variant": name,
+                         "seconds": timing.median, "all_seconds": timing.seconds,
+                         "peak_memory_gib": memory[name] / GiB,
+                         "ratio_to_peer": timing.median / timings["peer"].median if "peer" in timings else None})
+    return rows_with_context(rows, args, peer=args.peer)
+
+
+def synthetic_coco(num_images, dets_per_image, seed=0):
+    """A COCO ground truth (5-15 boxes per 640x480 image, 80 classes) and ``dets_per_image``
+    detections per image: jittered ground-truth boxes plus random ones."""
+    rng = np.random.default_rng(seed)
+    images, annotations, results = [], [], []
+    for image_id in range(1, num_images + 1):
+        images.append({"id": image_id, "width": 640, "height": 480})
+        n = int(rng.integers(5, 16))
+        xy = rng.random((n, 2)) * [560, 400]
+        wh = rng.random((n, 2)) * [200, 150] + 8
+        classes = rng.integers(1, 81, n)
+        for (x, y), (bw, bh), c in zip(xy, wh, classes):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c),
+                                "bbox": [float(x), float(y), float(bw), float(bh)], "area": float(bw * bh),
+                                "iscrowd": 0})
+        boxes = np.concatenate([np.hstack([xy, wh]) + rng.normal(0, 6, (n, 4)),
+                                np.hstack([rng.random((dets_per_image - n, 2)) * [560, 400],
+                                           rng.random((dets_per_image - n, 2)) * [200, 150] + 4])])
+        det_classes = np.concatenate([classes, rng.integers(1, 81, dets_per_image - n)])
+        # found objects score higher than the random boxes, as a trained detector's would
+        scores = np.concatenate([0.4 + 0.6 * rng.random(n), 0.7 * rng.random(dets_per_image - n)])
+        for box, c, s in zip(boxes, det_classes, scores):
+            results.append({"image_id": image_id, "category_id": int(c), "score": float(s),
+                            "bbox": [float(box[0]), float(box[1]), max(1.0, float(box[2])), max(1.0, float(box[3]))]})
+    categories = [{"id": i, "name": f"class{i}"} for i in range(1, 81)]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def bench_coco_eval(args):
+    from resnext_det.evaluation import coco_api, evaluate_coco
+
+    gt, results = synthetic_coco(args.images, args.dets)
+    stats, rows = {}, []
+    calls = {backend: (lambda b=backend: stats.__setitem__(b, evaluate_coco(coco_api(gt, b), results, backend=b)))
+             for backend in ("faster-coco-eval", "pycocotools")}
+    timings = interleaved(calls, args.repeats, warmup=0)
+    difference = float(np.abs(stats["faster-coco-eval"] - stats["pycocotools"]).max())
+    identical = difference < 1e-9  # Detectron2 prints AP x 100 to 3 decimals; summation order can differ by 1e-17
+    for name, timing in timings.items():
+        rows.append({"measure": f"COCO bbox evaluation, {args.images} images x {args.dets} detections (s)",
+                     "variant": name, "seconds": timing.median, "all_seconds": timing.seconds,
+                     "ratio_to_peer": timing.median / timings["pycocotools"].median,
+                     "AP": float(stats[name][0]), "identical_stats": identical,
+                     "max_abs_difference": difference})
+    return rows_with_context(rows, args, peer="pycocotools")
+
+
+def rows_with_context(rows, args, peer):
+    context = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "repeats": args.repeats, "amp": getattr(args, "amp", "none"), "peer": peer,
+               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+    return {"context": context, "rows": rows}
+
+
+def _device_name(device):
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def print_table(report):
+    print(f"# {report['context']['command']} on {report['context']['device']}, torch "
+          f"{report['context']['torch']}, {report['context']['threads']} threads, median of "
+          f"{report['context']['repeats']}")
+    print(f"{'measure':<52} {'variant':<17} {'seconds':>9} {'peak GiB':>9} {'ours/peer':>9}")
+    for row in report["rows"]:
+        ratio = "" if row.get("ratio_to_peer") is None else f"{row['ratio_to_peer']:.3f}"
+        memory = "" if row.get("peak_memory_gib") is None else f"{row['peak_memory_gib']:.2f}"
+        print(f"{row['measure']:<52} {row['variant']:<17} {row['seconds']:>9.4f} {memory:>9} {ratio:>9}")
+    for row in report["rows"]:
+        if "identical_stats" in row:
+            print(f"{row['variant']}: AP {row['AP']:.6f}; the 12 statistics of both backends differ by at most "
+                  f"{row['max_abs_difference']:.1e} (identical to 1e-9: {row['identical_stats']})")
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+
+    def common(p, repeats):
+        p.add_argument("--repeats", type=int, default=repeats, help="timed runs per variant (median reported)")
+        p.add_argument("--warmup", type=int, default=1, help="untimed runs per variant first")
+        p.add_argument("--json", help="also write the results here")
+
+    def device_options(p):
+        p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype")
+        p.add_argument("--channels-last", action="store_true", default=None,
+                       help="run every variant NHWC (default: only the fused one, on CPU)")
+
+    b = sub.add_parser("backbone", help="a backbone (optionally with FPN) against a peer")
+    b.add_argument("name", help="a backbone name (see resnext_det.list_backbones())")
+    b.add_argument("--peer", choices=("detectron2", "timm", "none"), default="detectron2")
+    b.add_argument("--fpn", action="store_true", help="with Detectron2's FPN (R-CNN, P2-P6)")
+    b.add_argument("--config-file", help="the FPN settings' config (default configs/Base-RCNN-FPN.yaml)")
+    b.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"))
+    b.add_argument("--batch", type=int, default=2, help="the batch size of the throughput figure")
+    common(b, 5)
+    device_options(b)
+
+    d = sub.add_parser("detector", help="a config's detector: inference and one training iteration")
+    d.add_argument("--config-file", required=True)
+    d.add_argument("--peer", choices=("detectron2", "none"), default="detectron2")
+    d.add_argument("--size", type=int, nargs=2, default=(800, 1333), metavar=("H", "W"))
+    d.add_argument("--skip-train", action="store_true", help="only inference")
+    d.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    common(d, 5)
+    device_options(d)
+
+    c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
+    c.add_argument("--images", type=int, default=5000)
+    c.add_argument("--dets", type=int, default=100, help="detections per image")
+    c.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(c, 3)
+    return parser
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
+    run = {"backbone": bench_backbone, "detector": bench_detector, "coco-eval": bench_coco_eval}[args.what]
+    start = time.perf_counter()
+    report = run(args)
+    report["context"]["wall_seconds"] = time.perf_counter() - start
+    print_table(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+def cli(argv=None):
+    try:
+        return main(argv)
+    except (ConfigError, ImportError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    cli()
