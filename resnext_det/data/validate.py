@@ -31,6 +31,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_tes
 from detectron2.data.dataset_mapper import DatasetMapper
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
+from PIL import UnidentifiedImageError
 
 __all__ = ["DatasetError", "check_datasets", "clean_records", "build_train_loader", "build_test_loader"]
 
@@ -110,7 +111,7 @@ def _checked_records(name: str, load) -> List[dict]:
         then = ("DATALOADER.FILTER_EMPTY_ANNOTATIONS would drop them all" if filter_empty
                 else "training would only see background")
         raise DatasetError(f"dataset '{name}': none of its {len(records)} images has a valid non-crowd box to "
-                           f"train on{f' ({why})' if why else ''}; {then}")
+                           f"train on{f': {why}' if why else ''}; {then}")
     return records
 
 
@@ -142,7 +143,7 @@ def _json_problem(json_file: Optional[str]) -> Optional[str]:
         return f"{json_file} holds a JSON {type(data).__name__}, not a COCO object with keys {list(_COCO_KEYS)}"
     missing = [k for k in _COCO_KEYS if not isinstance(data.get(k), list)]
     if missing:
-        return f"{json_file} has no {' / '.join(repr(k) for k in missing)} list (COCO needs {list(_COCO_KEYS)})"
+        return f"{json_file} has no {' / '.join(repr(k) for k in missing)} list"
     if not data["images"]:
         return f"{json_file} has an empty 'images' list"
     if not data["annotations"]:
@@ -215,9 +216,9 @@ class _ImageErrorsNamed:
             path = _read_image_file(e)
             if path is None:
                 raise
+            why = "not an image format PIL can read" if isinstance(e, UnidentifiedImageError) else _one_line(e)
             raise DatasetError(f"image {path} of dataset {self.datasets} could not be read "
-                               f"({type(e).__name__}: {_one_line(e)}); replace it or remove it from the "
-                               "annotations") from None
+                               f"({type(e).__name__}: {why}); replace it or remove it from the annotations") from None
 
 
 def _read_image_file(error: Exception) -> Optional[str]:
