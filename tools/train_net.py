@@ -4,19 +4,20 @@
 The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--num-gpus``,
 ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--resume``, ``--eval-only`` and trailing
 ``KEY VALUE`` overrides; ``--fuse`` (with ``--eval-only``) folds the norms into the convolutions
-before evaluating. Example:
+before evaluating. Checkpoints are written atomically; ``--resume`` continues from
+OUTPUT_DIR/last_checkpoint with the same data order and randomness. Example:
 
     python tools/train_net.py --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --num-gpus 8
 """
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import fuse_for_inference
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
+from resnext_det.engine.checkpointer import AtomicCheckpointer
 
 
 def main(args):
@@ -24,8 +25,7 @@ def main(args):
     check_inputs(cfg, resume=args.resume)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
-                                                                             resume=args.resume)
+        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         if getattr(args, "fuse", False):
             fuse_for_inference(model)
         results = Trainer.test(cfg, model)

@@ -2,10 +2,14 @@
 import logging
 import os
 import re
+import weakref
 
 import torch
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.data import DatasetMapper
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
@@ -13,8 +17,12 @@ from ..evaluation import FastCOCOEvaluator
 from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
+from .checkpointer import AtomicCheckpointer
+from .resumable import ResumableBatchSampler, StepSeed, build_resumable_train_loader
 
 __all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -42,7 +50,48 @@ def check_inputs(cfg, resume: bool = False):
 
 
 class Trainer(DefaultTrainer):
-    """Trains with Detectron2's default loop; evaluates every test set with COCO AP."""
+    """Trains with Detectron2's default loop; evaluates every test set with COCO AP.
+
+    Differences from DefaultTrainer: checkpoints are written atomically, and ``--resume``
+    continues the data order and randomness exactly (resumable.py).
+    """
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__, with the changes above.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()  # saved in checkpoints
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg, seed=self.seed)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        return [StepSeed()] + super().build_hooks()
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        sampler = getattr(self.data_loader, "batch_sampler", None)
+        if isinstance(sampler, ResumableBatchSampler):
+            sampler.seed, sampler.start = self.seed, self.start_iter
+            if self.start_iter:
+                logger.info("Resuming the data stream of seed %d at batch %d", self.seed, self.start_iter)
+
+    def state_dict(self):
+        return dict(super().state_dict(), seed=self.seed)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.seed = state_dict.get("seed", self.seed)
 
     def run_step(self):
         try:
@@ -51,8 +100,17 @@ class Trainer(DefaultTrainer):
             raise TrainingDivergedError(_diverged_message(e, self.iter, self.cfg)) from None
 
     @classmethod
-    def build_train_loader(cls, cfg):
-        return validate.build_train_loader(cfg)
+    def build_train_loader(cls, cfg, seed=None):
+        """resumable.py's loader for DATALOADER.SAMPLER_TRAIN "TrainingSampler", else Detectron2's
+        (whose data order restarts on resume). ``seed``: of the data order (default: cfg.SEED)."""
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            logger.warning("DATALOADER.SAMPLER_TRAIN=%s: --resume restarts its data order",
+                           cfg.DATALOADER.SAMPLER_TRAIN)
+            return validate.build_train_loader(cfg)
+        if seed is None:
+            seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        mapper = validate._ImageErrorsNamed(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
+        return build_resumable_train_loader(cfg, seed, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -99,4 +157,7 @@ def setup_cfg(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    # This package's log lines beside Detectron2's: on screen (rank 0) and in OUTPUT_DIR/log.txt*.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det", abbrev_name="rx",
+                 enable_propagation=True)
     return cfg

@@ -1,0 +1,125 @@
+"""Detectron2's checkpointer with atomic writes and clear errors for unreadable checkpoints."""
+import os
+import re
+import secrets
+import socket
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+from ..checkpoint import CheckpointError
+
+__all__ = ["AtomicCheckpointer", "atomic_write", "remove_stale_temporaries"]
+
+
+def atomic_write(path: str, write) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it to
+    ``path``: a reader (or a run resumed after a crash) sees the old file or the new one, whole."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}@{_HOST}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+_TEMPORARY = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9_-]*)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str) -> None:
+    """Delete the temporary files that processes of this host killed during :func:`atomic_write`
+    left in ``folder`` (a checkpoint's can be hundreds of MB). Files of live processes are kept."""
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness test elsewhere
+        return
+    for name in os.listdir(folder):
+        match = _TEMPORARY.match(name)
+        if not match or match.group(2) != _HOST:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:  # that process is gone
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass
+        except OSError:  # PermissionError: alive, another user's
+            pass
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+class AtomicCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` whose ``model_*.pth`` and ``last_checkpoint`` writes are atomic
+    (:func:`atomic_write`; the checkpoint first, then ``last_checkpoint``), so a process killed while
+    saving leaves the previous checkpoint and a ``last_checkpoint`` naming it. Resuming from a
+    ``last_checkpoint`` that names a missing or unreadable file raises :class:`CheckpointError`.
+    Folders given as URLs are written as Detectron2 does."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk or not _is_local(self.save_dir):
+            return super().save(name, **kwargs)
+        import torch
+
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", path)
+        remove_stale_temporaries(self.save_dir)
+        atomic_write(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not _is_local(self.save_dir):
+            return super().tag_last_checkpoint(last_filename_basename)
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
+                     lambda f: f.write(last_filename_basename.encode()))
+
+    _resuming = False
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        self._resuming = resume and self.has_checkpoint() and _is_local(self.save_dir)
+        try:
+            if self._resuming:
+                last = self.get_checkpoint_file()
+                if not os.path.isfile(last):
+                    raise CheckpointError(f"--resume: {os.path.join(self.save_dir, 'last_checkpoint')} names "
+                                          f"{last}, which does not exist; {self._fix()}")
+            return super().resume_or_load(path, resume=resume)
+        finally:
+            self._resuming = False
+
+    def _torch_load(self, f):
+        try:
+            return super()._torch_load(f)
+        except Exception as e:
+            first_line = (str(e).splitlines() or [""])[0]
+            fix = self._fix() if self._resuming else "check the file (MODEL.WEIGHTS)"
+            raise CheckpointError(f"{f} is not a readable checkpoint ({type(e).__name__}: {first_line}); "
+                                  f"{fix}") from e
+
+    def _fix(self) -> str:
+        others = sorted(n for n in os.listdir(self.save_dir) if n.startswith("model_") and n.endswith(".pth")) \
+            if os.path.isdir(self.save_dir) else []
+        return ("to resume from another checkpoint, write its file name into "
+                f"{os.path.join(self.save_dir, 'last_checkpoint')} (there: {', '.join(others) or 'none'}), "
+                "or train without --resume")
