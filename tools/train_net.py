@@ -4,8 +4,9 @@
 The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--num-gpus``,
 ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--resume``, ``--eval-only`` and trailing
 ``KEY VALUE`` overrides; ``--fuse`` (with ``--eval-only``) folds the norms into the convolutions
-before evaluating. Checkpoints are written atomically; ``--resume`` continues from
-OUTPUT_DIR/last_checkpoint with the same data order and randomness. Example:
+before evaluating. Without CUDA, ``--num-gpus N`` starts N CPU processes that train together (gloo).
+Checkpoints are written atomically; ``--resume`` continues from OUTPUT_DIR/last_checkpoint with the
+same data order and randomness. Example:
 
     python tools/train_net.py --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --num-gpus 8
 """
@@ -42,6 +43,8 @@ def main(args):
 def argument_parser():
     """Detectron2's parser, plus --fuse."""
     parser = default_argument_parser()
+    parser._option_string_actions["--num-gpus"].help = (
+        "processes per machine: one per GPU (NCCL); without CUDA, CPU processes (gloo)")
     parser.add_argument("--fuse", action="store_true",
                         help="with --eval-only: fold the norms into the convolutions (exact, faster)")
     return parser

@@ -18,6 +18,7 @@ from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
 from .checkpointer import AtomicCheckpointer
+from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
 from .resumable import ResumableBatchSampler, StepSeed, build_resumable_train_loader
 
 __all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
@@ -52,8 +53,8 @@ def check_inputs(cfg, resume: bool = False):
 class Trainer(DefaultTrainer):
     """Trains with Detectron2's default loop; evaluates every test set with COCO AP.
 
-    Differences from DefaultTrainer: checkpoints are written atomically, and ``--resume``
-    continues the data order and randomness exactly (resumable.py).
+    Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), checkpoints are written
+    atomically, and ``--resume`` continues the data order and randomness exactly (resumable.py).
     """
 
     def __init__(self, cfg):
@@ -66,7 +67,7 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self.seed)
-        model = create_ddp_model(model, broadcast_buffers=False)
+        model = create_ddp_model(model, broadcast_buffers=False, device_ids=ddp_device_ids(cfg.MODEL.DEVICE))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
@@ -92,6 +93,11 @@ class Trainer(DefaultTrainer):
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         self.seed = state_dict.get("seed", self.seed)
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        return cpu_sync_batchnorm(model) if torch.device(cfg.MODEL.DEVICE).type == "cpu" else model
 
     def run_step(self):
         try:
@@ -160,4 +166,5 @@ def setup_cfg(args):
     # This package's log lines beside Detectron2's: on screen (rank 0) and in OUTPUT_DIR/log.txt*.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det", abbrev_name="rx",
                  enable_propagation=True)
+    cpu_threads_per_process(cfg.MODEL.DEVICE)
     return cfg
