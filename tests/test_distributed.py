@@ -115,3 +115,5 @@ def test_two_cpu_processes_train_in_step_and_evaluate_together(tmp_path, tiny_ca
         val_ids = sorted(image["id"] for image in json.load(f)["images"])
     assert sorted(p["image_id"] for p in predictions) == val_ids and len(val_ids) == 4
     assert "copypaste: AP,AP50" in result.stdout
+    for path in out.glob("*.pth"):  # 0.5 GB; pytest keeps tmp_path
+        path.unlink()
