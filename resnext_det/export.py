@@ -2,9 +2,11 @@
 
 ONNX export uses PyTorch's TorchScript-based exporter (``dynamo=False``) at opset 17: the
 ``torch.export``-based one cannot export the detector (its RPN branches on tensor values), and
-it targets opset 18 at least. Detectors are wrapped by Detectron2's ``TracingAdapter``; their
-RoIAlign and NMS are torchvision ops, which export as ONNX ``RoiAlign`` and ``NonMaxSuppression``.
+it writes opset 18, converting down afterwards. Detectors are wrapped by Detectron2's
+``TracingAdapter``; their RoIAlign and NMS are torchvision ops, which export as ONNX ``RoiAlign``
+and ``NonMaxSuppression``.
 """
+import contextlib
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -27,14 +29,13 @@ def _check_eval(model: nn.Module, what: str):
 
 
 def _feature_names(model: nn.Module, example: torch.Tensor) -> List[str]:
-    if hasattr(model, "output_shape"):  # a Detectron2 Backbone: its out_features, in order
-        return list(model.output_shape())
     with torch.no_grad():
         out = model(example)
     if not isinstance(out, dict) or not all(isinstance(v, torch.Tensor) for v in out.values()):
         raise ExportError(f"a backbone must return a dict of feature tensors; {type(model).__name__} "
                           f"returned {type(out).__name__}")
-    return list(out)
+    order = getattr(model, "_out_features", None)  # a Detectron2 Backbone's out_features, in order
+    return list(order) if order is not None and sorted(order) == sorted(out) else list(out)
 
 
 class _NamedFeatures(nn.Module):
@@ -53,7 +54,7 @@ def trace_backbone(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptM
     """``torch.jit.trace`` of an eval-mode backbone; the traced module returns the same dict."""
     _check_eval(model, "backbone")
     _feature_names(model, example)  # checks the output is a feature dict
-    with torch.no_grad():
+    with torch.no_grad(), _explained("torch.jit.trace", type(model).__name__):
         return torch.jit.trace(model, example, strict=False, check_trace=False)
 
 
@@ -63,9 +64,9 @@ def export_backbone_onnx(model: nn.Module, example: torch.Tensor, path: str, ops
     Returns the output names."""
     _check_eval(model, "backbone")
     names = _feature_names(model, example)
-    dims = {0: "batch", 2: "height", 3: "width"}
-    _onnx_export(_NamedFeatures(model, names).eval(), (example,), path, opset, ["images"], names,
-                 {name: dims for name in ["images"] + names}, type(model).__name__)
+    dynamic = {"images": {0: "batch", 2: "height", 3: "width"}, **{name: {0: "batch"} for name in names}}
+    _onnx_export(_NamedFeatures(model, names).eval(), (example,), path, opset, ["images"], names, dynamic,
+                 type(model).__name__)
     return names
 
 
@@ -94,8 +95,9 @@ def _inference_without_postprocess(model, inputs):
 
 
 def _detector_output_names(adapter) -> List[str]:
-    with torch.no_grad():
-        adapter(*adapter.flattened_inputs)  # records adapter.outputs_schema
+    if adapter.outputs_schema is None:  # recorded by the adapter's first call
+        with torch.no_grad():
+            adapter(*adapter.flattened_inputs)
     schema = adapter.outputs_schema
     assert sum(schema.sizes) == len(schema.keys), schema  # one tensor per instance field
     return list(schema.keys) + ["image_size"]
@@ -103,7 +105,7 @@ def _detector_output_names(adapter) -> List[str]:
 
 def trace_detector(adapter) -> torch.jit.ScriptModule:
     """``torch.jit.trace`` of a ``detector_adapter``: image in, the adapter's flat tuple out."""
-    with torch.no_grad():
+    with torch.no_grad(), _explained("torch.jit.trace", type(adapter.model).__name__):
         return torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
 
 
@@ -118,13 +120,18 @@ def export_detector_onnx(adapter, path: str, opset: int = OPSET) -> List[str]:
     return names
 
 
-def _onnx_export(module, args, path, opset, input_names, output_names, dynamic_axes, what):
+@contextlib.contextmanager
+def _explained(step: str, what: str):
     try:
-        with torch.no_grad():
-            torch.onnx.export(module, args, path, dynamo=False, opset_version=opset, input_names=input_names,
-                              output_names=output_names, dynamic_axes=dynamic_axes)
+        yield
     except Exception as e:
-        raise ExportError(f"ONNX export (opset {opset}) of {what} failed: {type(e).__name__}: {e}") from e
+        raise ExportError(f"{step} of {what} failed: {type(e).__name__}: {e}") from e
+
+
+def _onnx_export(module, args, path, opset, input_names, output_names, dynamic_axes, what):
+    with torch.no_grad(), _explained(f"ONNX export (opset {opset})", what):
+        torch.onnx.export(module, args, path, dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes)
 
 
 def _numpy(t) -> np.ndarray:
