@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Export a backbone (by name) or a config's Faster R-CNN to TorchScript (torch.jit.trace) and/or
+ONNX (opset 17), and print the largest difference from the eager model on the example input.
+
+    python tools/export_model.py --backbone resnext50_32x4d --output-dir output/export
+    python tools/export_model.py --config-file configs/demo/shapes_faster_rcnn_X50_FPN.yaml \
+        --output-dir output/export MODEL.WEIGHTS output/demo/model_final.pth
+
+Writes NAME.pt and/or NAME.onnx, NAME being the backbone or the config file's name. The example
+input is random: 1x3xHxW for a backbone (random weights), one 3xHxW image in 0..255 for a detector
+(MODEL.WEIGHTS is loaded when set). ONNX files are checked with onnxruntime when it is installed.
+"""
+import argparse
+import os
+import sys
+import warnings
+
+import torch
+
+from resnext_det import ConfigError, create_backbone, fuse_for_inference, load_config
+from resnext_det.export import (ExportError, detection_errors, detector_adapter, export_backbone_onnx,
+                                export_detector_onnx, max_errors, trace_backbone, trace_detector)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--backbone", help="a name from resnext_det.list_backbones()")
+    source.add_argument("--config-file", help="a detector config (Faster R-CNN)")
+    parser.add_argument("--format", nargs="+", choices=("torchscript", "onnx"), default=["torchscript", "onnx"])
+    parser.add_argument("--output-dir", default="output/export")
+    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                        help="example input size (default: 224 224; a detector's INPUT.MIN_SIZE_TEST square)")
+    parser.add_argument("--fuse", action="store_true", help="fold the norms into the convolutions first")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+    if args.backbone and args.opts:
+        parser.error("KEY VALUE overrides apply to --config-file only")
+    return args
+
+
+def run_onnx(path, feed):
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {k: v.numpy() for k, v in feed.items()})
+
+
+def export_backbone(args, stem):
+    model = create_backbone(args.backbone).eval()
+    if args.fuse:
+        fuse_for_inference(model)
+    example = torch.randn(1, 3, *(args.size or (224, 224)))
+    names = list(model.output_shape())
+    with torch.no_grad():
+        expected = [model(example)[n] for n in names]
+    if "torchscript" in args.format:
+        traced = trace_backbone(model, example)
+        traced.save(stem + ".pt")
+        got = traced(example)
+        yield stem + ".pt", "max abs diff %.3g, max rel diff %.3g" % max_errors(expected, [got[n] for n in names])
+    if "onnx" in args.format:
+        export_backbone_onnx(model, example, stem + ".onnx", args.opset)
+        got = run_onnx(stem + ".onnx", {"images": example})
+        yield stem + ".onnx", got and "onnxruntime: max abs diff %.3g, max rel diff %.3g" % max_errors(expected, got)
+
+
+def export_detector(args, stem):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    cfg = load_config(args.config_file, args.opts)
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    if args.fuse:
+        fuse_for_inference(model)
+    image = torch.rand(3, *(args.size or (cfg.INPUT.MIN_SIZE_TEST,) * 2)) * 255
+    adapter = detector_adapter(model, image)
+    with torch.no_grad():
+        expected = adapter(image)
+
+    def summary(got):
+        errors = detection_errors(expected, got)
+        return f"{len(got[0])} detections (eager {len(expected[0])}): max abs diff boxes " \
+               f"{errors['boxes']:.3g} px, scores {errors['scores']:.3g}"
+
+    if "torchscript" in args.format:
+        traced = trace_detector(adapter)
+        traced.save(stem + ".pt")
+        yield stem + ".pt", summary(traced(image))
+    if "onnx" in args.format:
+        export_detector_onnx(adapter, stem + ".onnx", args.opset)
+        got = run_onnx(stem + ".onnx", {"image": image})
+        yield stem + ".onnx", got and "onnxruntime: " + summary(got)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    name = args.backbone or os.path.splitext(os.path.basename(args.config_file))[0]
+    os.makedirs(args.output_dir, exist_ok=True)
+    stem = os.path.join(args.output_dir, name)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # Detectron2's known-safe ones
+    torch.manual_seed(0)
+    try:
+        for path, check in (export_backbone if args.backbone else export_detector)(args, stem):
+            print(f"wrote {path}; {check or 'onnxruntime is not installed: not checked'}")
+    except (ConfigError, ExportError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
