@@ -83,9 +83,12 @@ def main(argv=None):
         os.remove(metrics_path)
 
     start = time.perf_counter()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
+    try:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+    except BAD_INPUT as e:  # e.g. a NaN loss, an unreadable image
+        sys.exit(f"error: {e}")
     train_seconds = time.perf_counter() - start
 
     records = read_metrics(metrics_path)
