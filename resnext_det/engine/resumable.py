@@ -38,10 +38,14 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
-def seed_all(seed: int) -> None:
+def seed_all(seed: int, cuda: bool = True) -> None:
+    """Seed python's, numpy's and torch's RNGs (torch's CUDA ones too if ``cuda``)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if cuda:
+        torch.manual_seed(seed)
+    else:  # torch.manual_seed would also queue a CUDA seeding, with a stack trace: 1 ms a call
+        torch.random.default_generator.manual_seed(seed)
 
 
 class ResumableBatchSampler(Sampler):
@@ -110,7 +114,7 @@ class SeededMapDataset(Dataset):
         state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
-                seed_all(seed)
+                seed_all(seed, cuda=False)
                 for k in range(len(self.dataset)):
                     data = self.mapper(self.dataset[(index + k) % len(self.dataset)])
                     if data is not None:
