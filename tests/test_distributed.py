@@ -22,6 +22,17 @@ def test_num_gpus_help_says_what_it_means_on_cpu():
         in help_text
 
 
+def test_bad_config_with_two_processes_is_one_line_before_any_process_starts(tmp_path):
+    result = subprocess.run([sys.executable, "tools/train_net.py", "--num-gpus", "2", "--dist-url", "auto",
+                             "--config-file", DEMO_CONFIG, "MODEL.RESNEXT.ARHC", "x", "OUTPUT_DIR", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "did you mean MODEL.RESNEXT.ARCH" in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and sum(line.startswith("error: ") for line in lines) == 1
+    assert not (tmp_path / "log.txt").exists()  # no process was started
+
+
 def _sync_bn_worker(rank, init_file, out_dir):
     from resnext_det.engine.distributed import cpu_sync_batchnorm
 

@@ -14,9 +14,10 @@ import sys
 
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, launch
+from torch.multiprocessing import ProcessExitedException
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
-from resnext_det import fuse_for_inference
+from resnext_det import fuse_for_inference, load_config
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 from resnext_det.engine.checkpointer import AtomicCheckpointer
 
@@ -50,14 +51,28 @@ def argument_parser():
     return parser
 
 
+def main_or_error_line(args):
+    """main(); bad input ends the process with one line naming the problem and the fix, not a traceback."""
+    try:
+        return main(args)
+    except BAD_INPUT as e:
+        sys.exit(f"error: {e}")
+
+
 def cli(argv=None):
     args = argument_parser().parse_args(argv)
+    if args.num_gpus * args.num_machines > 1:
+        try:  # here once, rather than the same error from every process
+            check_inputs(load_config(args.config_file, args.opts), resume=args.resume)
+        except BAD_INPUT as e:
+            sys.exit(f"error: {e}")
     try:
-        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                      dist_url=args.dist_url, args=(args,))
-    except BAD_INPUT as e:
-        # Bad input: one line naming the problem and the fix, not a traceback.
-        sys.exit(f"error: {e}")
+        return launch(main_or_error_line, args.num_gpus, num_machines=args.num_machines,
+                      machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    except ProcessExitedException as e:
+        if e.exit_code != 1:  # not a launched process's sys.exit("error: ..."), whose line is printed
+            raise
+        sys.exit(1)
 
 
 if __name__ == "__main__":
