@@ -1,5 +1,6 @@
 """Resuming: atomic checkpoints, clear errors for bad ones, and a SIGKILLed run that, resumed, ends
 with exactly the weights of an uninterrupted run."""
+import itertools
 import os
 import signal
 import subprocess
@@ -160,6 +161,13 @@ def test_sampler_started_at_batch_k_continues_the_stream(world_size):
                                                                                       world_size=2)), 10)
                  for s, _ in batch]
         assert len(set(seeds)) == len(seeds)
+
+
+def test_sampler_indices_are_detectron2_training_samplers():
+    from detectron2.data.samplers import TrainingSampler
+
+    batches = itertools.islice(iter(ResumableBatchSampler([0] * 10, 3, seed=5, rank=0, world_size=1)), 20)
+    assert [i for batch in batches for _, i in batch] == list(itertools.islice(iter(TrainingSampler(10, seed=5)), 60))
 
 
 def test_mapping_depends_on_the_sample_seed_only():
