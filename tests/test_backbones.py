@@ -91,6 +91,8 @@ def test_resnext50_with_classifier_is_25_0m_as_in_the_paper():
     model = create_backbone("resnext50_32x4d", norm="BN", num_classes=1000, out_features=["linear"])
     assert round(n_params(model) / 1e6, 1) == 25.0
     assert model(torch.randn(1, 3, 64, 64))["linear"].shape == (1, 1000)
+    shapes = create_backbone("resnet50", num_classes=10, out_features=["res5", "linear"]).output_shape()
+    assert (shapes["linear"].channels, shapes["res5"].channels, shapes["res5"].stride) == (10, 2048, 32)
 
 
 @pytest.mark.parametrize("name", ["resnext50_32x4d", "resnest50"])

@@ -3,6 +3,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import ResNet
 
 from ..archs import SPEC_FIELDS, ArchSpec, get_arch
@@ -65,6 +66,12 @@ class ResNeXt(ResNet):
         super().__init__(stem, stages, out_features=None, **kwargs)
         self._out_features = list(out_features)
         self.spec = spec
+
+    def output_shape(self):
+        # Detectron2's ResNet records no shape for its classifier output.
+        return {name: ShapeSpec(channels=self.linear.out_features) if name == "linear" else
+                ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
+                for name in self._out_features}
 
 
 def build_resnext(spec: ArchSpec, options: BackboneOptions = BackboneOptions()) -> ResNeXt:
