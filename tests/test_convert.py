@@ -153,6 +153,10 @@ def test_unsafe_and_broken_files_are_refused(tmp_path):
     torch.save({"model": {"w": torch.zeros(1)}, "hook": _Evil()}, evil_pth)
     with pytest.raises(CheckpointError, match="not a plain weights file"):
         read_state_dict(str(evil_pth))
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(b"this is not a pickle at all")
+    with pytest.raises(CheckpointError, match="garbage.pkl is corrupt or not a weights file"):
+        read_state_dict(str(garbage))
     truncated = tmp_path / "cut.pth"
     torch.save(torchvision.models.resnet50().state_dict(), truncated)
     truncated.write_bytes(truncated.read_bytes()[:1000])

@@ -68,6 +68,9 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0]
+        if "weights only" not in first.lower():  # the bytes are no pickle at all
+            raise CheckpointError(f"{path} is corrupt or not a weights file ({first}); "
+                                  "copy or download it again") from None
         raise CheckpointError(f"{path} is not a plain weights file ({first}); only tensors are loaded, "
                               "never code: re-save it with torch.save(model.state_dict(), ...)") from None
     except Exception as e:  # truncated or not a checkpoint at all
