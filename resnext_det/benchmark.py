@@ -45,15 +45,19 @@ def _sync(device: str) -> None:
 
 def interleaved(calls: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
                 device: str = "cpu") -> Dict[str, Timing]:
-    """Time each call ``repeats`` times after ``warmup`` untimed runs, in turn (a, b, c, a, b, c, ...),
-    so that a slow phase of the machine hits every call alike."""
+    """Time each call ``repeats`` times after ``warmup`` untimed runs, in turn, so that a slow phase of
+    the machine hits every call alike; each round starts one call later (a b c, b c a, c a b, ...), so
+    no call always runs first or after the same neighbour."""
     for _ in range(warmup):
         for call in calls.values():
             call()
     _sync(device)
     timings = {name: Timing() for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
+    names = list(calls)
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = calls[name]
             start = time.perf_counter()
             call()
             _sync(device)

@@ -73,3 +73,12 @@ def test_a_peer_computing_something_else_is_refused(monkeypatch):
     monkeypatch.setattr(benchmark, "detectron2_backbone_peer", other_weights)
     with pytest.raises(RuntimeError, match="peer computes something else than ours"):
         benchmark.main(["backbone", "resnet50", "--size", "64", "64", "--repeats", "1"])
+
+
+def test_interleaved_rotates_the_order_and_counts_repeats():
+    from resnext_det.benchmark import interleaved
+
+    order = []
+    timings = interleaved({k: (lambda k=k: order.append(k)) for k in "abc"}, repeats=3, warmup=1)
+    assert order == list("abc") + list("abc") + list("bca") + list("cab")
+    assert all(len(t.seconds) == 3 and t.median >= 0 for t in timings.values())
