@@ -33,7 +33,8 @@ from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 from PIL import UnidentifiedImageError
 
-__all__ = ["DatasetError", "check_datasets", "clean_records", "build_train_loader", "build_test_loader"]
+__all__ = ["DatasetError", "check_datasets", "clean_records", "train_mapper", "build_train_loader",
+           "build_test_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,10 +230,14 @@ def _read_image_file(error: Exception) -> Optional[str]:
     return None
 
 
+def train_mapper(cfg):
+    """Detectron2's training DatasetMapper, with image read errors naming the file and the dataset."""
+    return _ImageErrorsNamed(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
+
+
 def build_train_loader(cfg):
     """Detectron2's training loader, with image read errors naming the file and the dataset."""
-    mapper = _ImageErrorsNamed(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
-    return build_detection_train_loader(cfg, mapper=mapper)
+    return build_detection_train_loader(cfg, mapper=train_mapper(cfg))
 
 
 def build_test_loader(cfg, dataset_name: str):

@@ -5,7 +5,6 @@ import re
 import weakref
 
 import torch
-from detectron2.data import DatasetMapper
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -115,8 +114,7 @@ class Trainer(DefaultTrainer):
             return validate.build_train_loader(cfg)
         if seed is None:
             seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-        mapper = validate._ImageErrorsNamed(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
-        return build_resumable_train_loader(cfg, seed, mapper=mapper)
+        return build_resumable_train_loader(cfg, seed, mapper=validate.train_mapper(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
