@@ -29,8 +29,13 @@ class SelectiveKernel(nn.Module):
         self.fc_select = Conv2d(attention_channels, out_channels * num_branches, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = torch.stack([branch(x) for branch in self.branches], dim=1)  # N, B, C, H, W
-        n, b, c = feats.shape[:3]
-        logits = self.fc_select(self.fc_reduce(feats.sum(1).mean((2, 3), keepdim=True)))
-        weights = logits.view(n, b, c, 1, 1).softmax(dim=1)
-        return (feats * weights).sum(1)
+        feats = [branch(x) for branch in self.branches]
+        # Pool each branch and sum: the same as pooling the branch sum, without a full-size sum tensor.
+        pooled = torch.stack([f.mean((2, 3), keepdim=True) for f in feats]).sum(0)
+        logits = self.fc_select(self.fc_reduce(pooled))
+        n, c = pooled.shape[:2]
+        weights = logits.view(n, len(feats), c, 1, 1).softmax(dim=1).unbind(1)
+        out = feats[0] * weights[0]
+        for feat, weight in zip(feats[1:], weights[1:]):  # accumulated in place, no stacked copy
+            out.addcmul_(feat, weight)
+        return out

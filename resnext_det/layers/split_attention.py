@@ -14,7 +14,8 @@ class SplitAttention(nn.Module):
     each, laid out radix-major (split r holds channels [r*C, (r+1)*C)); within a split, channels are
     ordered by cardinal group. The splits are summed and pooled; ``fc1``/``fc2`` (grouped by
     cardinal group) give per-split logits, normalized across the radix splits of each cardinal
-    group (softmax; a sigmoid gate when radix is 1); the output is the weighted sum of the splits.
+    group (softmax; a sigmoid gate when radix is 1); the output is the weighted sum of the splits,
+    accumulated in place (the loop runs over the radix splits, not over cardinal groups).
     """
 
     def __init__(self, in_channels, channels, *, stride=1, dilation=1, groups=1, radix=2, norm="BN",
@@ -32,12 +33,17 @@ class SplitAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         n, rc, h, w = x.shape
-        splits = x.view(n, self.radix, rc // self.radix, h, w)
-        logits = self.fc2(self.fc1(splits.sum(1).mean((2, 3), keepdim=True)))
+        c = rc // self.radix
+        # Pool, then sum the splits: the same as pooling their sum, without a full-size sum tensor.
+        pooled = x.mean((2, 3)).view(n, self.radix, c).sum(1).view(n, c, 1, 1)
+        logits = self.fc2(self.fc1(pooled))
         if self.radix == 1:
-            weights = logits.sigmoid().view(n, 1, rc, 1, 1)
-        else:
-            # fc2's channels are (group, radix, c); bring radix first to match the splits' layout.
-            weights = logits.view(n, self.groups, self.radix, -1).transpose(1, 2).softmax(dim=1)
-            weights = weights.reshape(n, self.radix, rc // self.radix, 1, 1)
-        return (splits * weights).sum(1)
+            return x * logits.sigmoid()
+        # fc2's channels are (group, radix, c); bring radix first to match the splits' layout.
+        weights = logits.view(n, self.groups, self.radix, -1).transpose(1, 2).softmax(dim=1)
+        weights = weights.reshape(n, self.radix, c, 1, 1).unbind(1)
+        splits = x.split(c, dim=1)
+        out = splits[0] * weights[0]
+        for split, weight in zip(splits[1:], weights[1:]):  # radix - 1 steps, no full-size products
+            out.addcmul_(split, weight)
+        return out
