@@ -14,12 +14,13 @@ D2_DEPS := "setuptools<81" fvcore iopath pycocotools "omegaconf>=2.1,<2.4" "hydr
            yacs termcolor tabulate cloudpickle tqdm matplotlib tensorboard packaging
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-e2e demo compare clean-setup help
+.PHONY: setup test test-e2e demo compare bench clean-setup help
 help:
 	@echo "make demo   - set up, train + evaluate the CPU demo detector into output/demo/"
 	@echo "make test   - set up, run the fast test suite"
 	@echo "make test-e2e - set up, run the long end-to-end tests (the full demo and its AP target)"
 	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/)"
+	@echo "make bench  - the speed comparisons README reports (output/bench/; about 40 min on 2 cores)"
 	@echo "make setup  - only set up ($(PYTHON))"
 
 setup: $(STAMPS)/project
@@ -63,6 +64,17 @@ compare: setup
 	$(PYTHON) tools/demo.py --output-dir output/compare/R50 MODEL.RESNEXT.ARCH resnet50
 	$(PYTHON) tools/demo.py --output-dir output/compare/X50_32x4d MODEL.RESNEXT.ARCH resnext50_32x4d
 	$(PYTHON) tools/compare_results.py output/compare/R50 output/compare/X50_32x4d --plot output/compare/ap.png
+
+# The speed figures README reports: ours vs Detectron2's built-in and timm's, and COCO evaluation.
+BENCH := $(PYTHON) tools/benchmark.py
+bench: setup
+	@mkdir -p output/bench
+	$(BENCH) backbone resnext101_32x8d --fpn --peer detectron2 --json output/bench/x101_32x8d_fpn.json
+	for n in seresnext50_32x4d skresnext50_32x4d resnest50; do \
+	    $(BENCH) backbone $$n --peer timm --repeats 3 --json output/bench/$${n}_timm.json || exit 1; done
+	$(BENCH) detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --repeats 3 \
+	    --json output/bench/frcnn_x101_32x8d.json
+	$(BENCH) coco-eval --json output/bench/coco_eval.json
 
 clean-setup:
 	rm -rf .cache/setup

@@ -78,11 +78,25 @@ except (ValueError, OSError, AttributeError):  # not Linux
     _PAGE = 4096
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS, so that the RSS counts live data only and the next call's
+    allocations show up in it (glibc keeps freed blocks resident for reuse otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure may then undercount reused memory
+        pass
+
+
 def peak_memory(call: Callable[[], object], device: str = "cpu", interval: float = 0.001) -> int:
     """Bytes of memory ``call`` needs at its peak, above what was in use before it.
 
     GPU: ``torch.cuda.max_memory_allocated``. CPU: the resident set size, sampled every
-    ``interval`` seconds by a thread while ``call`` runs (PyTorch releases the GIL in its ops).
+    ``interval`` seconds by a thread while ``call`` runs (PyTorch releases the GIL in its ops),
+    after freed heap memory was returned to the OS.
     """
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -91,6 +105,7 @@ def peak_memory(call: Callable[[], object], device: str = "cpu", interval: float
         call()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
+    _release_free_memory()
     before = _rss_bytes()
     peak = [before]
     done = threading.Event()
