@@ -82,3 +82,12 @@ def test_interleaved_rotates_the_order_and_counts_repeats():
     timings = interleaved({k: (lambda k=k: order.append(k)) for k in "abc"}, repeats=3, warmup=1)
     assert order == list("abc") + list("abc") + list("bca") + list("cab")
     assert all(len(t.seconds) == 3 and t.median >= 0 for t in timings.values())
+
+
+def test_merged_1x1_candidate_is_measured():
+    report = benchmark.main(["merged-1x1", "resnet50", "--size", "64", "64", "--repeats", "1", "--warmup", "0"])
+    measures = {r["measure"] for r in report["rows"]}
+    assert measures == {"res2.0 conv1+shortcut (64, 16, 16) NCHW", "res2.0 conv1+shortcut (64, 16, 16) NHWC"}
+    report = benchmark.main(["merged-1x1", "resnet50", "--stride-in-1x1", "--size", "64", "64",
+                             "--repeats", "1", "--warmup", "0"])
+    assert len({r["measure"] for r in report["rows"]}) == 8  # every stage's first block

@@ -182,6 +182,55 @@ def synthetic_coco(num_images, dets_per_image, seed=0):
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
 
+def bench_merged_1x1(args):
+    """A candidate rewrite: one 1x1 convolution for a block's conv1 and its projection shortcut, which
+    read the same input when both have the same stride (res2's first block; every stage's first
+    block with STRIDE_IN_1X1). Times separate vs merged (then split) for each such block of a backbone."""
+    import torch.nn.functional as F
+
+    from resnext_det import create_backbone
+
+    model = fused_copy(create_backbone(args.name, stride_in_1x1=args.stride_in_1x1), channels_last=False)
+    h, w = args.size
+    rows = []
+    feature = model.stem(torch.randn(1, 3, h, w))
+    for stage_name in ("res2", "res3", "res4", "res5"):
+        stage = getattr(model, stage_name)
+        block = stage[0]
+        pool_is_identity = isinstance(block.shortcut_pool, torch.nn.Identity)
+        if block.shortcut is not None and block.conv1.stride == block.shortcut.stride and pool_is_identity:
+            for layout in ("NCHW", "NHWC"):
+                fmt = torch.channels_last if layout == "NHWC" else torch.contiguous_format
+                x = feature.contiguous(memory_format=fmt)
+                c1, sc = block.conv1, block.shortcut
+                w1, ws = c1.weight.contiguous(memory_format=fmt), sc.weight.contiguous(memory_format=fmt)
+                merged_w = torch.cat([c1.weight, sc.weight]).contiguous(memory_format=fmt)
+                merged_b = torch.cat([c1.bias, sc.bias])
+                n1 = c1.weight.shape[0]
+
+                def separate(x=x, w1=w1, ws=ws, c1=c1, sc=sc):
+                    return F.relu_(F.conv2d(x, w1, c1.bias, c1.stride)), F.conv2d(x, ws, sc.bias, sc.stride)
+
+                def merged(x=x, merged_w=merged_w, merged_b=merged_b, stride=c1.stride, n1=n1):
+                    y = F.conv2d(x, merged_w, merged_b, stride)
+                    return F.relu_(y[:, :n1]), y[:, n1:]
+
+                with torch.inference_mode():
+                    for a, b in zip(separate(), merged()):  # the rewrite must be exact
+                        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+                    timings = interleaved({"separate": separate, "merged": merged}, args.repeats, args.warmup)
+                for name, timing in timings.items():
+                    rows.append({"measure": f"{stage_name}.0 conv1+shortcut {tuple(x.shape[1:])} {layout}",
+                                 "variant": name, "seconds": timing.median, "all_seconds": timing.seconds,
+                                 "ratio_to_peer": timing.median / timings["separate"].median})
+        with torch.inference_mode():
+            feature = stage(feature)
+    if not rows:
+        raise ConfigError(f"{args.name} has no block whose conv1 and shortcut share a stride; "
+                          "try --stride-in-1x1")
+    return rows_with_context(rows, args, peer="separate")
+
+
 def bench_coco_eval(args):
     from resnext_det.evaluation import coco_api, evaluate_coco
 
@@ -263,6 +312,13 @@ def argument_parser():
     common(d, 5)
     device_options(d)
 
+    m = sub.add_parser("merged-1x1", help="a block's conv1 and shortcut as one convolution vs two")
+    m.add_argument("name", help="a backbone name")
+    m.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"))
+    m.add_argument("--stride-in-1x1", action="store_true", help="stride on the 1x1 (MSRA weights)")
+    m.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(m, 7)
+
     c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
     c.add_argument("--images", type=int, default=5000)
     c.add_argument("--dets", type=int, default=100, help="detections per image")
@@ -274,7 +330,8 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
-    run = {"backbone": bench_backbone, "detector": bench_detector, "coco-eval": bench_coco_eval}[args.what]
+    run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
+           "coco-eval": bench_coco_eval}[args.what]
     start = time.perf_counter()
     report = run(args)
     report["context"]["wall_seconds"] = time.perf_counter() - start

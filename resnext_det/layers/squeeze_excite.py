@@ -13,5 +13,7 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True))))
-        return x * gate.sigmoid()
+        gate = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * gate  # autograd needs x as it was
+        return x.mul_(gate)  # inference: gate in place, no second full-size tensor
