@@ -20,7 +20,7 @@ help:
 	@echo "make test   - set up, run the fast test suite"
 	@echo "make test-e2e - set up, run the long end-to-end tests (the full demo and its AP target)"
 	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/)"
-	@echo "make bench  - the speed comparisons README reports (output/bench/; about 40 min on 2 cores)"
+	@echo "make bench  - the speed comparisons README reports (output/bench/; about 20 min on 2 cores)"
 	@echo "make setup  - only set up ($(PYTHON))"
 
 setup: $(STAMPS)/project
@@ -71,7 +71,7 @@ bench: setup
 	@mkdir -p output/bench
 	$(BENCH) backbone resnext101_32x8d --fpn --peer detectron2 --json output/bench/x101_32x8d_fpn.json
 	for n in seresnext50_32x4d skresnext50_32x4d resnest50; do \
-	    $(BENCH) backbone $$n --peer timm --repeats 3 --json output/bench/$${n}_timm.json || exit 1; done
+	    $(BENCH) backbone $$n --peer timm --json output/bench/$${n}_timm.json || exit 1; done
 	$(BENCH) detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --repeats 3 \
 	    --json output/bench/frcnn_x101_32x8d.json
 	$(BENCH) coco-eval --json output/bench/coco_eval.json
