@@ -93,3 +93,22 @@ def test_detectron2_evaluator_matches_pycocotools(tiny_shapes, shapes_val_gt, tm
     assert metrics["pycocotools"]["AP"] > 5
     for key, value in metrics["pycocotools"].items():
         assert metrics["faster-coco-eval"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+def test_without_faster_coco_eval_pycocotools_is_used(tiny_shapes, shapes_val_gt, tmp_path, monkeypatch):
+    """Where faster-coco-eval is not installed, evaluation falls back to pycocotools."""
+    import resnext_det.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "FastCOCO", None)
+    monkeypatch.setattr(evaluation, "COCOeval_faster", None)
+    assert evaluation.default_backend() == "pycocotools"
+    with pytest.raises(ImportError, match="faster-coco-eval is not installed: `pip install faster-coco-eval`"):
+        evaluation.coco_api(shapes_val_gt, "faster-coco-eval")
+    evaluator = evaluation.FastCOCOEvaluator(tiny_shapes[1], output_dir=str(tmp_path))
+    evaluator.reset()
+    results = noisy_detections(shapes_val_gt, seed=3)
+    for im in shapes_val_gt["images"]:
+        inst = _instances_from(results, im["id"], (im["height"], im["width"]))
+        evaluator.process([{"image_id": im["id"]}], [{"instances": inst}])
+    expected = evaluate_coco(coco_api(shapes_val_gt, "pycocotools"), results, backend="pycocotools")
+    assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(100 * expected[0])
