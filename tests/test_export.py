@@ -149,3 +149,9 @@ def test_export_model_tool(tmp_path, capsys):
     assert rel[0] < 1e-6 and rel[1] < 1e-4, lines
     traced = torch.jit.load(str(tmp_path / "resnet50.pt"))
     assert list(traced(torch.randn(1, 3, 64, 64))) == ["res2", "res3", "res4", "res5"]
+
+
+def test_export_model_tool_names_missing_weights(tmp_path):
+    with pytest.raises(SystemExit, match=r"error: .*nope\.pth.* does not exist"):
+        load_tool("export_model").main(["--config-file", "configs/demo/shapes_faster_rcnn_X50_FPN.yaml",
+                                        "--output-dir", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "nope.pth")])

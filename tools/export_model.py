@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from resnext_det import ConfigError, create_backbone, fuse_for_inference, load_config
+from resnext_det.checkpoint.model_weights import check_model_weights
 from resnext_det.export import (ExportError, detection_errors, detector_adapter, export_backbone_onnx,
                                 export_detector_onnx, max_errors, trace_backbone, trace_detector)
 
@@ -73,6 +74,8 @@ def export_detector(args, stem):
     from detectron2.modeling import build_model
 
     cfg = load_config(args.config_file, args.opts)
+    if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS:
+        check_model_weights(cfg, cfg.MODEL.WEIGHTS)  # missing, corrupt or not fitting: one line, not a traceback
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     if args.fuse:

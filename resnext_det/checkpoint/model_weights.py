@@ -43,7 +43,8 @@ def _read(path):
     if ext == ".safetensors":
         raise CheckpointError(f"MODEL.WEIGHTS={path!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
                               "convert it with tools/convert_pretrained.py")
-    if ext in _TORCH_EXTS and not zipfile.is_zipfile(path):
+    # (a missing file is left to read_state_dict, which names it)
+    if ext in _TORCH_EXTS and os.path.isfile(path) and not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             if f.read(1) != b"\x80":  # neither torch.save's zip nor its legacy pickle format
                 raise CheckpointError(f"MODEL.WEIGHTS={path!r} is corrupt or truncated: not a file torch.save "
