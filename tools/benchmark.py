@@ -41,18 +41,24 @@ def _input(shape, args, channels_last=False):
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _run_rows(variants, args, items):
-    """variants: name -> model; items: (label, per-image divisor, name -> call). Returns result rows."""
+def _rows(label, timings, peer="peer", per=1, memory=None, **extra):
+    """One result row per variant: median seconds (divided by ``per`` images), every repeat, peak
+    memory if measured, the ratio to variant ``peer`` (if it ran) and ``extra`` fields."""
+    base = timings.get(peer)
+    return [dict({"measure": label, "variant": name, "seconds": timing.median / per, "all_seconds": timing.seconds,
+                  "ratio_to_peer": timing.median / base.median if base else None},
+                 **({"peak_memory_gib": memory[name] / GiB} if memory else {}), **extra)
+            for name, timing in timings.items()]
+
+
+def _run_rows(args, items):
+    """items: (label, per-image divisor, name -> call), timed under inference mode. Returns result rows."""
     rows = []
     for label, per, calls in items:
         with torch.inference_mode(), _autocast(args):
             timings = interleaved(calls, args.repeats, args.warmup, args.device)
             memory = {name: peak_memory(call, args.device) for name, call in calls.items()}
-        peer = timings.get("peer")
-        for name, timing in timings.items():
-            rows.append({"measure": label, "variant": name, "seconds": timing.median / per,
-                         "all_seconds": timing.seconds, "peak_memory_gib": memory[name] / GiB,
-                         "ratio_to_peer": timing.median / peer.median if peer else None})
+        rows += _rows(label, timings, per=per, memory=memory)
     return rows
 
 
@@ -88,7 +94,7 @@ def bench_backbone(args):
         label = f"backbone {h}x{w} batch {batch} (s/img)"
         items.append((label, batch, {k: (lambda m=m, x=x: m(x)) for k, m in variants.items()}))
     _check_same_outputs(variants, items[0][2], args)
-    return rows_with_context(_run_rows(variants, args, items), args, peer=args.peer)
+    return rows_with_context(_run_rows(args, items), args, peer=args.peer)
 
 
 def _check_same_outputs(variants, calls, args):
@@ -125,7 +131,7 @@ def bench_detector(args):
         variants["peer"] = peer.eval()
     items = [(f"Faster R-CNN inference {h}x{w} (s/img)", 1,
               {k: (lambda m=m: m(inputs)) for k, m in variants.items()})]
-    rows = _run_rows(variants, args, items)
+    rows = _run_rows(args, items)
     if not args.skip_train:
         gt = Instances((h, w))
         gt.gt_boxes = Boxes(torch.tensor([[10.0, 20.0, 300.0, 400.0], [500.0, 100.0, 900.0, 700.0]]))
@@ -146,11 +152,7 @@ def bench_detector(args):
             steps[name] = step
         timings = interleaved(steps, args.repeats, args.warmup, args.device)
         memory = {name: peak_memory(step, args.device) for name, step in steps.items()}
-        for name, timing in timings.items():
-            rows.append({"measure": f"training iteration {h}x{w} batch 1 (s)", "variant": name,
-                         "seconds": timing.median, "all_seconds": timing.seconds,
-                         "peak_memory_gib": memory[name] / GiB,
-                         "ratio_to_peer": timing.median / timings["peer"].median if "peer" in timings else None})
+        rows += _rows(f"training iteration {h}x{w} batch 1 (s)", timings, memory=memory)
     return rows_with_context(rows, args, peer=args.peer)
 
 
@@ -193,7 +195,8 @@ def bench_merged_1x1(args):
     model = fused_copy(create_backbone(args.name, stride_in_1x1=args.stride_in_1x1), channels_last=False)
     h, w = args.size
     rows = []
-    feature = model.stem(torch.randn(1, 3, h, w))
+    with torch.inference_mode():
+        feature = model.stem(torch.randn(1, 3, h, w))
     for stage_name in ("res2", "res3", "res4", "res5"):
         stage = getattr(model, stage_name)
         block = stage[0]
@@ -219,10 +222,8 @@ def bench_merged_1x1(args):
                     for a, b in zip(separate(), merged()):  # the rewrite must be exact
                         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
                     timings = interleaved({"separate": separate, "merged": merged}, args.repeats, args.warmup)
-                for name, timing in timings.items():
-                    rows.append({"measure": f"{stage_name}.0 conv1+shortcut {tuple(x.shape[1:])} {layout}",
-                                 "variant": name, "seconds": timing.median, "all_seconds": timing.seconds,
-                                 "ratio_to_peer": timing.median / timings["separate"].median})
+                rows += _rows(f"{stage_name}.0 conv1+shortcut {tuple(x.shape[1:])} {layout}", timings,
+                              peer="separate")
         with torch.inference_mode():
             feature = stage(feature)
     if not rows:
@@ -235,18 +236,16 @@ def bench_coco_eval(args):
     from resnext_det.evaluation import coco_api, evaluate_coco
 
     gt, results = synthetic_coco(args.images, args.dets)
-    stats, rows = {}, []
+    stats = {}
     calls = {backend: (lambda b=backend: stats.__setitem__(b, evaluate_coco(coco_api(gt, b), results, backend=b)))
              for backend in ("faster-coco-eval", "pycocotools")}
     timings = interleaved(calls, args.repeats, warmup=0)
     difference = float(np.abs(stats["faster-coco-eval"] - stats["pycocotools"]).max())
     identical = difference < 1e-9  # Detectron2 prints AP x 100 to 3 decimals; summation order can differ by 1e-17
-    for name, timing in timings.items():
-        rows.append({"measure": f"COCO bbox evaluation, {args.images} images x {args.dets} detections (s)",
-                     "variant": name, "seconds": timing.median, "all_seconds": timing.seconds,
-                     "ratio_to_peer": timing.median / timings["pycocotools"].median,
-                     "AP": float(stats[name][0]), "identical_stats": identical,
-                     "max_abs_difference": difference})
+    rows = _rows(f"COCO bbox evaluation, {args.images} images x {args.dets} detections (s)", timings,
+                 peer="pycocotools", identical_stats=identical, max_abs_difference=difference)
+    for row in rows:
+        row["AP"] = float(stats[row["variant"]][0])
     return rows_with_context(rows, args, peer="pycocotools")
 
 
