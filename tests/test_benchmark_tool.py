@@ -91,3 +91,11 @@ def test_merged_1x1_candidate_is_measured():
     report = benchmark.main(["merged-1x1", "resnet50", "--stride-in-1x1", "--size", "64", "64",
                              "--repeats", "1", "--warmup", "0"])
     assert len({r["measure"] for r in report["rows"]}) == 8  # every stage's first block
+
+
+def test_coco_eval_with_fewer_detections_than_objects_and_bad_counts():
+    pytest.importorskip("faster_coco_eval")
+    report = benchmark.main(["coco-eval", "--images", "10", "--dets", "3", "--repeats", "1"])
+    assert all(row["identical_stats"] for row in report["rows"])
+    with pytest.raises(SystemExit, match="--images 0 --dets 100: both must be at least 1"):
+        benchmark.cli(["coco-eval", "--images", "0", "--repeats", "1"])

@@ -157,13 +157,13 @@ def bench_detector(args):
 
 
 def synthetic_coco(num_images, dets_per_image, seed=0):
-    """A COCO ground truth (5-15 boxes per 640x480 image, 80 classes) and ``dets_per_image``
-    detections per image: jittered ground-truth boxes plus random ones."""
+    """A COCO ground truth (5-15 boxes per 640x480 image, at most ``dets_per_image``; 80 classes) and
+    ``dets_per_image`` detections per image: jittered ground-truth boxes plus random ones."""
     rng = np.random.default_rng(seed)
     images, annotations, results = [], [], []
     for image_id in range(1, num_images + 1):
         images.append({"id": image_id, "width": 640, "height": 480})
-        n = int(rng.integers(5, 16))
+        n = min(int(rng.integers(5, 16)), dets_per_image)  # every ground-truth box is also detected
         xy = rng.random((n, 2)) * [560, 400]
         wh = rng.random((n, 2)) * [200, 150] + 8
         classes = rng.integers(1, 81, n)
@@ -235,6 +235,8 @@ def bench_merged_1x1(args):
 def bench_coco_eval(args):
     from resnext_det.evaluation import coco_api, evaluate_coco
 
+    if args.images < 1 or args.dets < 1:
+        raise ConfigError(f"--images {args.images} --dets {args.dets}: both must be at least 1")
     gt, results = synthetic_coco(args.images, args.dets)
     stats = {}
     calls = {backend: (lambda b=backend: stats.__setitem__(b, evaluate_coco(coco_api(gt, b), results, backend=b)))
