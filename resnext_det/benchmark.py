@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from .archs import ArchSpec, get_arch
+from .archs import ArchSpec
 from .errors import ConfigError
 
 __all__ = ["Timing", "interleaved", "peak_memory", "detectron2_backbone_peer", "timm_backbone_peer",
@@ -141,10 +141,10 @@ def detectron2_backbone_peer(ours: nn.Module, arch: str, fpn_cfg=None) -> nn.Mod
     from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
-    resnets = _detectron2_resnets(get_arch(arch), f"counterpart of {arch}")
+    bottom_up = ours.bottom_up if fpn_cfg is not None else ours
+    resnets = _detectron2_resnets(bottom_up.spec, f"counterpart of {arch}")  # the spec as built
     cfg = fpn_cfg.clone() if fpn_cfg is not None else get_cfg()
     cfg.defrost()
-    bottom_up = ours.bottom_up if fpn_cfg is not None else ours
     cfg.MODEL.RESNETS.update(resnets, STRIDE_IN_1X1=_stride_in_1x1(bottom_up),
                              NORM=_norm_name(bottom_up), OUT_FEATURES=list(bottom_up._out_features),
                              RES5_DILATION=1)
