@@ -6,6 +6,8 @@
         server.serve("/gone.pth", b"", status=404)
         server.url("/w.pth"); server.gets("/w.pth")              # its URL; how many GETs it answered
 """
+import os
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,16 +26,18 @@ class LoopbackServer:
                     self.send_error(404)
                     return
                 body = route["body"]
-                if isinstance(body, str):
-                    with open(body, "rb") as f:
-                        body = f.read()
+                size = os.path.getsize(body) if isinstance(body, str) else len(body)
                 self.send_response(route["status"])
                 for key, value in route["headers"].items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(route["content_length"] or len(body)))
+                self.send_header("Content-Length", str(route["content_length"] or size))
                 self.end_headers()
                 time.sleep(route["delay_s"])
-                self.wfile.write(body)
+                if isinstance(body, str):  # a file: streamed, not held in memory
+                    with open(body, "rb") as f:
+                        shutil.copyfileobj(f, self.wfile, 1 << 20)
+                else:
+                    self.wfile.write(body)
                 self.close_connection = True
 
             def log_message(self, *args):  # quiet
