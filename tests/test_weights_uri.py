@@ -98,6 +98,8 @@ def test_builtin_table_holds_the_publishers_urls_and_hashes():
                 official.short_hash(name)
     assert lookup_weights("torchvision://resnext101_32x8d").url == \
         "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth"
+    docs = open(os.path.join(ROOT, "docs", "weights.md")).read()
+    assert all(f"| `{entry.uri}` | `{entry.arch}` |" in docs for entry in BUILTIN_WEIGHTS)
 
 
 def test_timm_arch_rows_convert_to_their_presets():
@@ -216,6 +218,8 @@ def test_weights_uri_trains_with_exactly_the_converted_weights(make_file, tiny_s
                   r"1000 bytes); nothing was kept; download again"),
     ("not a checkpoint", r"weights torchvision://resnet50: .*/w.pth is corrupt or truncated: not a file torch.save "
                          r"writes; copy or download it again; removed it from the cache$"),
+    ("cut checkpoint", r"weights torchvision://resnet50: .*/w.pth is corrupt or truncated: not a file torch.save "
+                       r"writes; copy or download it again; removed it from the cache$"),
     ("404", r"could not download http://127.0.0.1:\d+/w.pth: the server answered HTTP 404 Not Found; is the URL right"),
     ("no server", r"could not download http://127.0.0.1:\d+/w.pth \(URLError: \[Errno 111\] Connection refused\); no "
                   r"network\? Put the file at .*/weights/downloads/127.0.0.1:\d+/w.pth by hand .*set "
@@ -234,6 +238,9 @@ def test_bad_downloads_are_one_line_and_leave_nothing(case, message, tmp_path):
             server.serve("/w.pth", html[:1000], content_length=5000)
         elif case == "not a checkpoint":
             server.serve("/w.pth", html)
+        elif case == "cut checkpoint":  # whole as served, but only the first half of a torch.save file
+            data = torch_bytes(tiny_resnet50_state())
+            server.serve("/w.pth", data[: len(data) // 2])
         elif case == "404":
             server.serve("/w.pth", b"", status=404)
         elif case == "no server":
@@ -360,3 +367,27 @@ def test_input_settings_that_do_not_fit_the_weights_are_a_warning(tmp_path, capl
                        "INPUT.FORMAT BGR (expected RGB); MODEL.PIXEL_MEAN [103.53, 116.28, 123.675] (expected "
                        "[123.675, 116.28, 103.53]); MODEL.PIXEL_STD [57.375, 57.12, 58.395] (expected "
                        "[58.395, 57.12, 57.375]); MODEL.RESNEXT.STRIDE_IN_1X1 True (expected False)"]
+
+
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning")  # detectron2.model_zoo
+def test_detectron2s_own_resnet_takes_torchvision_weights_by_uri(tmp_path, caplog):
+    """Detectron2's built-in ResNet (build_resnet_fpn_backbone) has the same module names: after
+    `import resnext_det`, MODEL.WEIGHTS torchvision://resnet50 loads into it."""
+    from detectron2 import model_zoo
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    state = tiny_resnet50_state()
+    private = tmp_path / "r50.pth"
+    torch.save(state, private)
+    resnext_det.register_weights("torchvision://resnet50", url=str(private))
+    cfg = load_config(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"),
+                      ["MODEL.WEIGHTS", "torchvision://resnet50", "MODEL.DEVICE", "cpu", "DATASETS.TRAIN", "()",
+                       "DATASETS.TEST", "()"])
+    with caplog.at_level(logging.WARNING):
+        check_inputs(cfg)  # fits; Detectron2's MSRA settings are not what torchvision's weights expect
+    assert "MODEL.RESNETS.STRIDE_IN_1X1 True (expected False)" in caplog.text
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    assert torch.equal(model.backbone.bottom_up.res5[2].conv3.weight, state["layer4.2.conv3.weight"])
+    assert torch.equal(model.backbone.bottom_up.stem.conv1.norm.running_var, state["bn1.running_var"])

@@ -125,11 +125,13 @@ def download(url: str, path: str, sha256: str = "", offline_hint: str = "") -> s
 
 
 def _copy_checked(response, f, shown: str, length: Optional[int], sha256: str) -> None:
-    digest, size = hashlib.sha256(), 0
+    digest, size, step = hashlib.sha256(), 0, max(length // 10, _CHUNK) if length else 100 * _CHUNK
     for chunk in iter(lambda: response.read(_CHUNK), b""):
         f.write(chunk)
         digest.update(chunk)
         size += len(chunk)
+        if size // step != (size - len(chunk)) // step:
+            logger.info("  %.0f%s MB", size / 1e6, f" of {length / 1e6:.0f}" if length else "")
     if length is not None and size != length:
         raise CheckpointError(f"the download of {shown} is truncated ({size} of {length} bytes); nothing was kept; "
                               "download again")
