@@ -391,3 +391,24 @@ def test_detectron2s_own_resnet_takes_torchvision_weights_by_uri(tmp_path, caplo
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     assert torch.equal(model.backbone.bottom_up.res5[2].conv3.weight, state["layer4.2.conv3.weight"])
     assert torch.equal(model.backbone.bottom_up.stem.conv1.norm.running_var, state["bn1.running_var"])
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("detectron2://ImageNetPretrained/MSRA/R-50.pkl",
+     r"MODEL.WEIGHTS='detectron2://ImageNetPretrained/MSRA/R-50.pkl' could not be downloaded from "
+     r"http://127.0.0.1:\d+/ImageNetPretrained/MSRA/R-50.pkl \(URLError: .*Connection refused.*\); without network, "
+     r"put the file at .*iopath_cache/ImageNetPretrained/MSRA/R-50.pkl by hand$"),
+    ("s4://bucket/w.pth", r"MODEL.WEIGHTS='s4://bucket/w.pth': no handler knows s4://; weights URIs are torchvision://, "
+                          r"timm://, resnest://, and Detectron2's detectron2://, https://$"),
+])
+def test_detectron2s_uris_fail_in_one_line_too(uri, message, tmp_path, monkeypatch):
+    from detectron2.utils.file_io import Detectron2Handler
+
+    from resnext_det.checkpoint import check_weights_uri
+
+    monkeypatch.setattr(Detectron2Handler, "S3_DETECTRON2_PREFIX", closed_port_url("/"))
+    monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "iopath_cache"))
+    cfg = load_config(DEMO_CONFIG, ["MODEL.RESNEXT.ARCH", "resnet50", "MODEL.WEIGHTS", uri])
+    with pytest.raises(CheckpointError, match=message) as err:
+        check_weights_uri(cfg, uri)
+    one_line(str(err.value))

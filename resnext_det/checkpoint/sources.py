@@ -108,8 +108,8 @@ def register_weights(uri: str, url: str, sha256: str = "", source: Optional[str]
     ``url``: https://, http://, file://, a local path, or hf://REPO_ID/FILE. ``sha256``: the file's
     SHA-256 (or its leading hex digits), checked after each download; "" checks nothing. ``source``:
     the layout to convert from (default: the URI's scheme). ``arch``: the plugin preset the weights
-    fit (default: the replaced entry's, else the URI's name if it is a preset). ``pixel_mean`` /
-    ``pixel_std``: the RGB input the weights expect (default ImageNet's).
+    fit (default: the replaced entry's, else the URI's name as a preset, or as a timm model of
+    TIMM_ARCHS). ``pixel_mean`` / ``pixel_std``: the RGB input the weights expect (default ImageNet's).
     """
     match = _URI.match(uri)
     if not match or match.group(1) not in SCHEMES:
@@ -120,7 +120,8 @@ def register_weights(uri: str, url: str, sha256: str = "", source: Optional[str]
     if source not in REMAPS:
         raise CheckpointError(f"register_weights({uri!r}): source={source!r} is invalid; valid: {list(REMAPS)}")
     name = match.group(2).split("/")[0].split(".")[0]
-    arch = arch or (_registry[uri].arch if uri in _registry else name if name in ARCHS else None)
+    if not arch:
+        arch = _registry[uri].arch if uri in _registry else TIMM_ARCHS.get(name) if source == "timm" else name
     if arch not in ARCHS:
         raise CheckpointError(f"register_weights({uri!r}): arch={arch!r} is not a preset; pass arch= one of "
                               f"{list(ARCHS)}")
