@@ -290,8 +290,8 @@ def test_mirror_serves_the_publishers_paths(tmp_path, monkeypatch):
     with LoopbackServer() as server:
         server.serve("/download.example.org/models/resnet50-mine.pth", data)
         monkeypatch.setenv(MIRROR_ENV, server.url("/"))
-        resnext_det.register_weights("torchvision://resnet50", url="https://download.example.org/models/resnet50-mine.pth",
-                                     sha256=sha256(data))
+        resnext_det.register_weights("torchvision://resnet50",
+                                     url="https://download.example.org/models/resnet50-mine.pth", sha256=sha256(data))
         resnext_det.resolve_weights("torchvision://resnet50")
         assert server.gets("/download.example.org/models/resnet50-mine.pth") == 1
     assert "downloads/download.example.org/models/resnet50-mine.pth" in cached_files(tmp_path)
@@ -398,8 +398,8 @@ def test_detectron2s_own_resnet_takes_torchvision_weights_by_uri(tmp_path, caplo
      r"MODEL.WEIGHTS='detectron2://ImageNetPretrained/MSRA/R-50.pkl' could not be downloaded from "
      r"http://127.0.0.1:\d+/ImageNetPretrained/MSRA/R-50.pkl \(URLError: .*Connection refused.*\); without network, "
      r"put the file at .*iopath_cache/ImageNetPretrained/MSRA/R-50.pkl by hand$"),
-    ("s4://bucket/w.pth", r"MODEL.WEIGHTS='s4://bucket/w.pth': no handler knows s4://; weights URIs are torchvision://, "
-                          r"timm://, resnest://, and Detectron2's detectron2://, https://$"),
+    ("s4://bucket/w.pth", r"MODEL.WEIGHTS='s4://bucket/w.pth': no handler knows s4://; weights URIs are "
+                          r"torchvision://, timm://, resnest://, and Detectron2's detectron2://, https://$"),
 ])
 def test_detectron2s_uris_fail_in_one_line_too(uri, message, tmp_path, monkeypatch):
     from detectron2.utils.file_io import Detectron2Handler

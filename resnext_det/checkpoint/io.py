@@ -66,7 +66,8 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path!r} does not exist")
     ext = os.path.splitext(path)[1].lower()
     if ext in TORCH_EXTS and not is_torch_file(path):
-        raise CheckpointError(f"{path} is corrupt or truncated: not a file torch.save writes; copy or download it again")
+        raise CheckpointError(f"{path} is corrupt or truncated: not a file torch.save writes; "
+                              "copy or download it again")
     try:
         if ext == ".safetensors":
             from safetensors.torch import load_file

@@ -232,9 +232,9 @@ def check_weights_uri(cfg, uri: str) -> None:
                               f"for {cfg.MODEL.RESNEXT.ARCH} (docs/weights.md lists them)")
     check_model_weights(cfg, resolve_weights(uri), name=uri, backbone_relative=True)
     stride_key = "MODEL.RESNEXT.STRIDE_IN_1X1" if ours else "MODEL.RESNETS.STRIDE_IN_1X1"
+    stride = cfg.MODEL.RESNEXT.STRIDE_IN_1X1 if ours else cfg.MODEL.RESNETS.STRIDE_IN_1X1
     actual = {"INPUT.FORMAT": cfg.INPUT.FORMAT, "MODEL.PIXEL_MEAN": list(cfg.MODEL.PIXEL_MEAN),
-              "MODEL.PIXEL_STD": list(cfg.MODEL.PIXEL_STD),
-              "MODEL.RESNEXT.STRIDE_IN_1X1": cfg.MODEL.RESNEXT.STRIDE_IN_1X1 if ours else cfg.MODEL.RESNETS.STRIDE_IN_1X1}
+              "MODEL.PIXEL_STD": list(cfg.MODEL.PIXEL_STD), "MODEL.RESNEXT.STRIDE_IN_1X1": stride}
     differ = [f"{stride_key if k.endswith('STRIDE_IN_1X1') else k} {actual[k]} (expected {v})"
               for k, v in expected_input(entry).items() if not _same(actual[k], v)]
     if differ:
