@@ -23,6 +23,8 @@ setup(
         "pillow",
         "matplotlib",
         "safetensors",
+        # one process downloads a weights URI's file while the others wait (resnext_det/checkpoint/uri.py)
+        "filelock",
         # C++ COCO evaluation (resnext_det.evaluation); pycocotools is the fallback where it is absent.
         "faster-coco-eval>=1.6",
     ],

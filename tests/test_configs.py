@@ -1,7 +1,6 @@
 """configs/: every file loads, builds, names its weights, and follows the schedules it states."""
 import glob
 import os
-import re
 
 import pytest
 import torch
@@ -10,6 +9,8 @@ from detectron2.modeling import build_backbone, build_model
 
 from conftest import ROOT
 from resnext_det import list_backbones, load_config
+from resnext_det.checkpoint import lookup_weights
+from resnext_det.checkpoint.uri import expected_input
 
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "*.yaml"))
                  if not os.path.basename(p).startswith("Base-"))
@@ -26,11 +27,16 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
     arch = cfg.MODEL.RESNEXT.ARCH
     assert arch in list_backbones()
     assert cfg.DATASETS.TRAIN == ("coco_2017_train",) and cfg.DATASETS.TEST == ("coco_2017_val",)
-    assert re.fullmatch(r"pretrained/[\w]+\.pth", cfg.MODEL.WEIGHTS)
+    weights = lookup_weights(cfg.MODEL.WEIGHTS)  # ImageNet weights by URI, for this arch (no download here)
+    assert weights.arch == arch
     header = open(os.path.join(ROOT, path)).read()
     if "_BASE_: \"faster_rcnn_" not in header:  # schedule variants inherit the header's config
-        assert f"--arch {arch} INPUT {cfg.MODEL.WEIGHTS}" in header
-    assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_STD) == [58.395, 57.12, 57.375]
+        assert f"# ImageNet weights: {cfg.MODEL.WEIGHTS} (" in header
+    expects = expected_input(weights)  # the input the weights expect is the config's
+    assert cfg.INPUT.FORMAT == expects["INPUT.FORMAT"] == "RGB"
+    assert list(cfg.MODEL.PIXEL_MEAN) == expects["MODEL.PIXEL_MEAN"]
+    assert list(cfg.MODEL.PIXEL_STD) == expects["MODEL.PIXEL_STD"]
+    assert cfg.MODEL.RESNEXT.STRIDE_IN_1X1 == expects["MODEL.RESNEXT.STRIDE_IN_1X1"]
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
     schedule = {"1x": 90000, "3x": 270000}
     if path.endswith(("_1x.yaml", "_3x.yaml")):

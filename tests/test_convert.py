@@ -160,7 +160,7 @@ def test_unsafe_and_broken_files_are_refused(tmp_path):
     truncated = tmp_path / "cut.pth"
     torch.save(torchvision.models.resnet50().state_dict(), truncated)
     truncated.write_bytes(truncated.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError, match="cut.pth is corrupt or truncated: not a file torch.save writes"):
         read_state_dict(str(truncated))
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict(str(tmp_path / "absent.pth"))

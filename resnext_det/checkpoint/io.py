@@ -1,6 +1,7 @@
 """Reading checkpoint files without running code from them, and writing Detectron2 checkpoints."""
 import os
 import pickle
+import zipfile
 from typing import Dict
 
 import numpy as np
@@ -8,7 +9,9 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["CheckpointError", "read_state_dict", "save_detectron2_checkpoint"]
+__all__ = ["CheckpointError", "read_state_dict", "save_detectron2_checkpoint", "TORCH_EXTS", "is_torch_file"]
+
+TORCH_EXTS = (".pth", ".pt", ".bin", ".ckpt")
 
 
 class CheckpointError(ConfigError):
@@ -49,11 +52,22 @@ def _unwrap(obj, path):
     return out
 
 
+def is_torch_file(path: str) -> bool:
+    """Whether ``path`` starts like a file torch.save writes: its zip format, or its legacy pickle."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """Tensors of a .pth/.pt (weights_only), .safetensors or .pkl (arrays only) file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"weights file {path!r} does not exist")
     ext = os.path.splitext(path)[1].lower()
+    if ext in TORCH_EXTS and not is_torch_file(path):
+        raise CheckpointError(f"{path} is corrupt or truncated: not a file torch.save writes; "
+                              "copy or download it again")
     try:
         if ext == ".safetensors":
             from safetensors.torch import load_file
@@ -62,7 +76,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         if ext == ".pkl":
             with open(path, "rb") as f:
                 return _unwrap(_ArraysOnlyUnpickler(f, encoding="latin1").load(), path)
-        if ext in (".pth", ".pt", ".bin", ".ckpt"):
+        if ext in TORCH_EXTS:
             return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
     except CheckpointError:
         raise

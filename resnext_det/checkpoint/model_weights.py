@@ -8,19 +8,16 @@ Detectron2, which skips them as usual.
 """
 import logging
 import os
-import zipfile
 
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..errors import ConfigError
-from .io import CheckpointError, read_state_dict
+from .io import TORCH_EXTS, CheckpointError, is_torch_file, read_state_dict
 
 __all__ = ["check_model_weights"]
 
 logger = logging.getLogger(__name__)
-
-_TORCH_EXTS = (".pth", ".pt", ".bin", ".ckpt")
 
 
 def _model_shapes(cfg):
@@ -38,37 +35,41 @@ def _model_shapes(cfg):
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def _read(path):
+def _read(path, name=""):
     ext = os.path.splitext(path)[1].lower()
     if ext == ".safetensors":
         raise CheckpointError(f"MODEL.WEIGHTS={path!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
                               "convert it with tools/convert_pretrained.py")
     # (a missing file is left to read_state_dict, which names it)
-    if ext in _TORCH_EXTS and os.path.isfile(path) and not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            if f.read(1) != b"\x80":  # neither torch.save's zip nor its legacy pickle format
-                raise CheckpointError(f"MODEL.WEIGHTS={path!r} is corrupt or truncated: not a file torch.save "
-                                      "writes; copy or download it again")
+    if ext in TORCH_EXTS and os.path.isfile(path) and not is_torch_file(path):
+        raise CheckpointError(f"MODEL.WEIGHTS={name or path!r} is corrupt or truncated: not a file torch.save "
+                              "writes; copy or download it again")
     try:
         return read_state_dict(path)
     except CheckpointError as e:
-        raise CheckpointError(f"MODEL.WEIGHTS: {e}") from None
+        raise CheckpointError(f"MODEL.WEIGHTS{'=' + repr(name) if name else ''}: {e}") from None
 
 
-def check_model_weights(cfg, path: str) -> None:
+def check_model_weights(cfg, path: str, name: str = "", backbone_relative: bool = False) -> None:
     """Raise CheckpointError unless ``path`` can be read and its backbone tensors fit ``cfg``'s model.
 
     The backbone's feature extractor (``backbone.bottom_up.*`` with FPN, else ``backbone.*``) must be
     complete and of the same shapes if the file has any of it; a .pth/.pt file none of whose names
     the model has is refused too. Names in .pkl files may be Caffe2's, which Detectron2 matches by
-    heuristics: for them only tensors of the same name are compared.
+    heuristics: for them only tensors of the same name are compared. ``backbone_relative``: the
+    file's names are the feature extractor's own (``stem.*``, ``res2.*``: a converted ImageNet file
+    Detectron2 loads by suffix). ``name``: what the messages call the file (default: ``path``).
     """
-    weights = _read(path)
+    weights = _read(path, name)
     if all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
         weights = {k[len("module."):]: v for k, v in weights.items()}
     model = _model_shapes(cfg)
     if model is None:
         return
+    path = name or path
+    prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
+    if backbone_relative:
+        weights = {prefix + k: v for k, v in weights.items()}
     arch = f"MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}" if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext") \
         else f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}"
     exact_names = not path.lower().endswith(".pkl")
@@ -76,7 +77,6 @@ def check_model_weights(cfg, path: str) -> None:
         raise CheckpointError(
             f"MODEL.WEIGHTS={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
             f"{next(iter(weights))}); ImageNet weights must be converted first: tools/convert_pretrained.py")
-    prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
     shape = [k for k in model if k in weights and k.startswith("backbone.") and weights[k].shape != model[k]]
     missing = []
     if exact_names and any(k.startswith(prefix) for k in weights):

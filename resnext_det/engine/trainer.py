@@ -13,6 +13,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import OPTIMIZERS, load_config
 from ..errors import ConfigError
 from ..evaluation import FastCOCOEvaluator
+from ..checkpoint import check_weights_uri
 from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
@@ -35,16 +36,19 @@ BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError, DatasetError,
 
 def check_inputs(cfg, resume: bool = False):
     """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing or does not
-    fit; have the datasets checked when loaded (resnext_det/data/validate.py)."""
+    fit (a URI's file is downloaded and converted here); have the datasets checked when loaded
+    (resnext_det/data/validate.py)."""
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
     check_datasets(cfg)
     weights = cfg.MODEL.WEIGHTS
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if weights and "://" in weights and not resuming:
+        check_weights_uri(cfg, weights)  # torchvision://, timm://, detectron2://, ...: downloaded (once) now
     if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
-        raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py "
-                          "(the config's header names the ImageNet weights and the command), or set "
-                          "MODEL.WEIGHTS '' to train from scratch")
+        raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py, "
+                          "name ImageNet weights by URI instead (e.g. torchvision://resnext101_32x8d; "
+                          "docs/weights.md), or set MODEL.WEIGHTS '' to train from scratch")
     if weights and "://" not in weights and not resuming:
         check_model_weights(cfg, weights)
 
