@@ -7,14 +7,15 @@ figures, and of whole detectors (800x1333) from config files.
     python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_X101_32x8d_FPN.yaml
 
 FLOPs are fvcore's count: one multiply-add of a convolution or linear layer is one FLOP, as in
-the papers' tables.
+the papers' tables. A backbone whose paper counts it with the stride on the first 1x1 (the SENet
+paper's ResNets) is counted so, and marked "stride on 1x1".
 """
 import argparse
 import sys
 
 import resnext_det
 from resnext_det import ConfigError
-from resnext_det.complexity import PAPER_FIGURES, backbone_complexity, detector_complexity
+from resnext_det.complexity import PAPER_FIGURES, PaperFigure, backbone_complexity, detector_complexity
 
 
 def _relative(ours, paper):
@@ -24,11 +25,12 @@ def _relative(ours, paper):
 def backbone_table(names):
     rows = [("backbone", "params (M)", "paper", "diff", "GFLOPs", "paper", "diff", "paper source")]
     for name in names:
-        c = backbone_complexity(name)
+        paper = PAPER_FIGURES.get(name, PaperFigure(None, None, ""))
+        c = backbone_complexity(name, stride_in_1x1=paper.stride_in_1x1)
         params, flops = c.params / 1e6, c.flops / 1e9
-        paper_params, paper_flops, source = PAPER_FIGURES.get(name, (None, None, ""))
-        rows.append((name, f"{params:.2f}", paper_params or "", _relative(params, paper_params),
-                     f"{flops:.2f}", paper_flops or "", _relative(flops, paper_flops), source))
+        source = paper.source + ("; stride on 1x1" if paper.stride_in_1x1 else "")
+        rows.append((name, f"{params:.2f}", paper.params or "", _relative(params, paper.params),
+                     f"{flops:.2f}", paper.gflops or "", _relative(flops, paper.gflops), source))
     return rows
 
 
