@@ -26,10 +26,13 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
     arch = cfg.MODEL.RESNEXT.ARCH
     assert arch in list_backbones()
     assert cfg.DATASETS.TRAIN == ("coco_2017_train",) and cfg.DATASETS.TEST == ("coco_2017_val",)
-    assert re.fullmatch(r"pretrained/[\w]+\.pth", cfg.MODEL.WEIGHTS)
     header = open(os.path.join(ROOT, path)).read()
-    if "_BASE_: \"faster_rcnn_" not in header:  # schedule variants inherit the header's config
-        assert f"--arch {arch} INPUT {cfg.MODEL.WEIGHTS}" in header
+    if "://" in cfg.MODEL.WEIGHTS:  # a weights URI, converted when it is resolved
+        assert re.fullmatch(r"(torchvision://\w+|timm://\w+\.\w+)", cfg.MODEL.WEIGHTS)
+    else:
+        assert re.fullmatch(r"pretrained/[\w]+\.pth", cfg.MODEL.WEIGHTS)
+        if "_BASE_: \"faster_rcnn_" not in header:  # schedule variants inherit the header's config
+            assert f"--arch {arch} INPUT {cfg.MODEL.WEIGHTS}" in header
     assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_STD) == [58.395, 57.12, 57.375]
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
     schedule = {"1x": 90000, "3x": 270000}
@@ -68,6 +71,19 @@ def test_fewer_gpus_rescale_batch_lr_and_schedule_linearly(gpus, batch, lr, iter
     cfg = DefaultTrainer.auto_scale_workers(_load("configs/faster_rcnn_R50_FPN_1x.yaml"), gpus)
     assert cfg.SOLVER.IMS_PER_BATCH == batch and cfg.SOLVER.MAX_ITER == iters
     assert cfg.SOLVER.BASE_LR == pytest.approx(lr) and tuple(cfg.SOLVER.STEPS) == steps
+
+
+@pytest.mark.parametrize("arch", ["X101_32x4d", "X101_64x4d"])
+def test_dcn_configs_put_deformable_convolutions_in_res3_to_res5(arch):
+    from resnext_det.layers import DeformConv
+
+    cfg = _load(f"configs/faster_rcnn_{arch}_FPN_dconv_c3-c5_1x.yaml")
+    with torch.device("meta"):
+        bottom_up = build_backbone(cfg).bottom_up
+    deformable = {name: all(isinstance(block.conv2, DeformConv) for block in getattr(bottom_up, name))
+                  for name in ("res2", "res3", "res4", "res5")}
+    assert deformable == {"res2": False, "res3": True, "res4": True, "res5": True}
+    assert not cfg.MODEL.RESNEXT.STRIDE_IN_1X1 and cfg.MODEL.RESNEXT.ARCH == f"resnext101_{arch[5:]}"
 
 
 def test_configs_readme_lists_every_config_and_no_unmeasured_ap():
