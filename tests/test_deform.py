@@ -1,10 +1,5 @@
 """Deformable convolutions (MODEL.RESNEXT.DEFORM_*) on torchvision's op: Detectron2's meaning, key names
 and numbers, zero-offset start, training, fusing. Inputs stay small: torchvision's op is slow on CPU."""
-import importlib.util
-import os
-import sys
-import types
-
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -22,24 +17,6 @@ C3_C5 = (False, True, True, True)
 
 def _res3(name="resnext50_32x4d", **kw):
     return create_backbone(name, out_features=["res3"], **kw).eval()
-
-
-@pytest.fixture
-def detectron2_deform_classes(monkeypatch):
-    """Detectron2's own DeformConv / ModulatedDeformConv classes. Without the compiled ``_C`` Detectron2
-    replaces them by stubs that refuse to construct; their Python code needs ``_C`` only for CUDA and
-    for the modulated op, so its module is loaded again beside an empty ``detectron2._C``."""
-    import detectron2.layers
-    import detectron2.modeling.backbone.resnet as resnet
-
-    monkeypatch.setitem(sys.modules, "detectron2._C", types.ModuleType("detectron2._C"))
-    path = os.path.join(os.path.dirname(detectron2.layers.__file__), "deform_conv.py")
-    spec = importlib.util.spec_from_file_location("detectron2.layers._deform_conv_for_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(resnet, "DeformConv", module.DeformConv)
-    monkeypatch.setattr(resnet, "ModulatedDeformConv", module.ModulatedDeformConv)
-    return resnet
 
 
 def _detectron2_dcn_backbone(resnet, modulated, num_groups, out_features=("res2", "res3", "res4", "res5")):
