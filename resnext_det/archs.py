@@ -3,7 +3,8 @@
 A spec says what differs between the family's members, as the papers define them:
 blocks per stage (depth), cardinality and width per group (ResNeXt), the 3x3 transform
 (grouped conv, selective kernel, split attention), post-block attention (squeeze-excitation),
-the stem, and ResNeSt's average-pool downsampling.
+the stem, ResNeSt's average-pool downsampling, the order of norm and convolution (ResNet-v2's
+pre-activation) and where the 3x3 is deformable (DCN, as Detectron2's DEFORM_* keys).
 """
 import dataclasses
 import difflib
@@ -38,6 +39,10 @@ class ArchSpec:
     stem_width: int = 64  # basic: stem output channels; deep: width of its first two convs (output 2x)
     avd: bool = False  # strided blocks downsample with a 3x3 avg-pool after the transform (ResNeSt)
     avg_down: bool = False  # projection shortcuts downsample with a 2x2 avg-pool, then a 1x1 conv
+    preact: bool = False  # pre-activation (ResNet-v2): norm and ReLU before each conv, none after the sum
+    deform_on_per_stage: Tuple[bool, bool, bool, bool] = (False, False, False, False)  # DCN 3x3 in res2..res5
+    deform_modulated: bool = False  # DCNv2: a learned mask on each sampling point
+    deform_num_groups: int = 1  # offset groups: channel groups that get their own offsets
 
     @property
     def blocks_per_stage(self) -> Tuple[int, int, int, int]:
@@ -77,11 +82,27 @@ class ArchSpec:
                   f"must be divisible by radix={self.radix} (the 3x3 splits each group's width radix ways)")
         check(self.se_reduction <= 256, "se_reduction", self.se_reduction,
               "must be <= 256 (res2 has 256 output channels)")
+        check(not self.preact or self.stem == "basic", "preact", self.preact,
+              f"pre-activation is built with the basic stem only, not {self.stem!r}")
+        self._validate_deform(check)
         return self
 
+    def _validate_deform(self, check):
+        stages = self.deform_on_per_stage
+        check(len(stages) == 4 and all(isinstance(on, bool) for on in stages), "deform_on_per_stage",
+              list(stages), "give four booleans, for res2..res5, e.g. [False, True, True, True]")
+        check(self.deform_num_groups >= 1, "deform_num_groups", self.deform_num_groups, "must be >= 1")
+        if any(stages):
+            check(self.transform == "conv", "deform_on_per_stage", list(stages),
+                  f"deformable convolution replaces the plain or grouped 3x3, but this arch uses the "
+                  f"{self.transform!r} transform; use a resnet/resnext/seresnext arch or all False")
+            width = self.num_groups * self.width_per_group
+            check(width % self.deform_num_groups == 0, "deform_num_groups", self.deform_num_groups,
+                  f"must divide res2's bottleneck width {width}")
 
-def _resnet(depth):
-    return ArchSpec(depth=depth)
+
+def _resnet(depth, **kw):
+    return ArchSpec(depth=depth, **kw)
 
 
 def _resnext(depth, c, d, **kw):
@@ -97,6 +118,11 @@ ARCHS: Dict[str, ArchSpec] = {
     "resnet50": _resnet(50),
     "resnet101": _resnet(101),
     "resnet152": _resnet(152),
+    "resnetv2_50": _resnet(50, preact=True),
+    "resnetv2_101": _resnet(101, preact=True),
+    "seresnet50": _resnet(50, attention="se"),
+    "seresnet101": _resnet(101, attention="se"),
+    "seresnet152": _resnet(152, attention="se"),
     "resnext50_32x4d": _resnext(50, 32, 4),
     "resnext101_32x4d": _resnext(101, 32, 4),
     "resnext101_32x8d": _resnext(101, 32, 8),

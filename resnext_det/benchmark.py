@@ -14,7 +14,7 @@ from .archs import ArchSpec
 from .errors import ConfigError
 
 __all__ = ["Timing", "interleaved", "peak_memory", "detectron2_backbone_peer", "timm_backbone_peer",
-           "detectron2_detector_peer", "TIMM_NAMES"]
+           "detectron2_detector_peer", "detectron2_dcn_unavailable", "TIMM_NAMES"]
 
 # Our preset -> timm's model of the same architecture (timm's "d"/"e" ResNeSts are ours: deep stem,
 # avg-down shortcut, avd).
@@ -24,7 +24,9 @@ TIMM_NAMES = {"resnet50": "resnet50", "resnet101": "resnet101", "resnet152": "re
               "seresnext50_32x4d": "seresnext50_32x4d", "seresnext101_32x4d": "seresnext101_32x4d",
               "seresnext101_32x8d": "seresnext101_32x8d", "skresnext50_32x4d": "skresnext50_32x4d",
               "resnest50": "resnest50d", "resnest101": "resnest101e", "resnest200": "resnest200e",
-              "resnest269": "resnest269e"}
+              "resnest269": "resnest269e", "seresnet50": "seresnet50", "seresnet101": "seresnet101",
+              "seresnet152": "seresnet152"}
+# (timm's ResNetV2 feature model returns its stages un-normalized, ours normalized: not the same function.)
 
 
 @dataclass
@@ -127,10 +129,12 @@ def peak_memory(call: Callable[[], object], device: str = "cpu", interval: float
 
 def _detectron2_resnets(spec: ArchSpec, what: str) -> Dict[str, object]:
     """Detectron2's MODEL.RESNETS keys for ``spec``, which must be a plain ResNet/ResNeXt."""
-    if spec.transform != "conv" or spec.attention != "none" or spec.stem != "basic":
-        raise ConfigError(f"Detectron2 has no built-in {what}: its ResNet has no attention or deep stem; "
-                          "compare with --peer timm")
-    return {"DEPTH": spec.depth, "NUM_GROUPS": spec.num_groups, "WIDTH_PER_GROUP": spec.width_per_group}
+    if spec.transform != "conv" or spec.attention != "none" or spec.stem != "basic" or spec.preact:
+        raise ConfigError(f"Detectron2 has no built-in {what}: its ResNet has no attention, deep stem or "
+                          "pre-activation; compare with --peer timm")
+    return {"DEPTH": spec.depth, "NUM_GROUPS": spec.num_groups, "WIDTH_PER_GROUP": spec.width_per_group,
+            "DEFORM_ON_PER_STAGE": list(spec.deform_on_per_stage), "DEFORM_MODULATED": spec.deform_modulated,
+            "DEFORM_NUM_GROUPS": spec.deform_num_groups}
 
 
 def detectron2_backbone_peer(ours: nn.Module, arch: str, fpn_cfg=None) -> nn.Module:
@@ -193,6 +197,17 @@ def timm_backbone_peer(arch: str, seed: int = 0):
     if unplaced:  # features_only drops only the classifier
         raise RuntimeError(f"timm's {TIMM_NAMES[arch]} feature model does not take its own weights: {unplaced[:3]}")
     return peer.eval(), ours.eval()
+
+
+def detectron2_dcn_unavailable(spec: ArchSpec, device: str) -> Optional[str]:
+    """Why Detectron2's own deformable convolution cannot run ``spec`` here, or None when it can."""
+    try:
+        from detectron2 import _C  # noqa: F401
+    except ImportError:
+        return "detectron2._C (Detectron2's compiled ops, which its DeformConv needs) is not built in this install"
+    if not device.startswith("cuda") and (spec.deform_modulated or spec.deform_num_groups != 1):
+        return "Detectron2's DeformConv runs on CPU only unmodulated with one offset group"
+    return None
 
 
 def detectron2_detector_peer(cfg, ours: nn.Module) -> nn.Module:

@@ -42,6 +42,11 @@ def add_resnext_config(cfg):
     r.STRIDE_IN_1X1 = False
     r.RES5_DILATION = 1  # 1, or 2 for DC5 (res5 at stride 16, dilated)
     r.ZERO_INIT_RESIDUAL = False  # zero-init the last norm of each block (needs BN, SyncBN or GN)
+    # Deformable 3x3 (DCN) as Detectron2's MODEL.RESNETS.DEFORM_* keys, without its compiled ops:
+    # on for res2..res5 (e.g. [False, True, True, True] for res3-res5); plain / grouped 3x3 only.
+    r.DEFORM_ON_PER_STAGE = [False, False, False, False]
+    r.DEFORM_MODULATED = False  # True: DCNv2, a learned mask weights each sampling point
+    r.DEFORM_NUM_GROUPS = 1  # offset groups: channel groups that get their own offsets
     return cfg
 
 

@@ -129,6 +129,11 @@ def _explained(step: str, what: str):
 
 
 def _onnx_export(module, args, path, opset, input_names, output_names, dynamic_axes, what):
+    from .layers import DeformConv
+
+    if any(isinstance(m, DeformConv) for m in module.modules()):
+        raise ExportError(f"{what} has deformable convolutions (DEFORM_ON_PER_STAGE), which PyTorch's ONNX exporter "
+                          "cannot write (torchvision::deform_conv2d has no ONNX export); use --format torchscript")
     with torch.no_grad(), _explained(f"ONNX export (opset {opset})", what):
         torch.onnx.export(module, args, path, dynamo=False, opset_version=opset, input_names=input_names,
                           output_names=output_names, dynamic_axes=dynamic_axes)

@@ -51,7 +51,8 @@ def fuse_for_inference(model: nn.Module, channels_last: Optional[bool] = None) -
 
     The model is put in eval mode (BN then uses its running statistics, which is what makes the
     fold exact) and can no longer train: ``model.train()`` raises. Group norms depend on their
-    input and stay as they are. With ``channels_last`` (default: on CPU models) the 4-d weights
+    input and stay as they are, as do norms no convolution precedes (ResNet-v2's pre-activation
+    and output norms). With ``channels_last`` (default: on CPU models) the 4-d weights
     are stored channels-last, so convolutions run and return NHWC tensors; values are unchanged
     and the outputs keep their NCHW shapes. Returns ``model``.
     """

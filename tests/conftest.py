@@ -33,6 +33,26 @@ def tiny_shapes(tmp_path_factory):
     return register_shapes_datasets(ShapesSpec(num_train=8, num_val=4), prefix="tiny_shapes", cache_dir=cache)
 
 
+@pytest.fixture
+def detectron2_deform_classes(monkeypatch):
+    """Detectron2's own DeformConv / ModulatedDeformConv classes. Without the compiled ``_C`` Detectron2
+    replaces them by stubs that refuse to construct; their Python code needs ``_C`` only for CUDA and
+    for the modulated op, so its module is loaded again beside an empty ``detectron2._C``."""
+    import types
+
+    import detectron2.layers
+    import detectron2.modeling.backbone.resnet as resnet
+
+    monkeypatch.setitem(sys.modules, "detectron2._C", types.ModuleType("detectron2._C"))
+    path = os.path.join(os.path.dirname(detectron2.layers.__file__), "deform_conv.py")
+    spec = importlib.util.spec_from_file_location("detectron2.layers._deform_conv_for_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(resnet, "DeformConv", module.DeformConv)
+    monkeypatch.setattr(resnet, "ModulatedDeformConv", module.ModulatedDeformConv)
+    return resnet
+
+
 def random_norm_statistics(model, seed=0, scale=(0.5, 1.5)):
     """Random affine parameters and running statistics in every BN / FrozenBN of ``model``, so that a
     norm mapped or folded wrongly cannot go unnoticed. Returns ``model``."""

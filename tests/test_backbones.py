@@ -7,6 +7,7 @@ from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 import resnext_det
+from conftest import random_norm_statistics
 from resnext_det import add_resnext_config, create_backbone, list_backbones
 
 timm = pytest.importorskip("timm")
@@ -21,7 +22,8 @@ def n_params(module):
 
 def test_names_are_the_documented_ones():
     assert NAMES == [
-        "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x4d", "resnext101_32x8d",
+        "resnet50", "resnet101", "resnet152", "resnetv2_50", "resnetv2_101", "seresnet50", "seresnet101",
+        "seresnet152", "resnext50_32x4d", "resnext101_32x4d", "resnext101_32x8d",
         "resnext101_64x4d", "resnext152_32x4d", "seresnext50_32x4d", "seresnext101_32x4d",
         "seresnext101_32x8d", "skresnext50_32x4d", "resnest50", "resnest101", "resnest200", "resnest269",
     ]
@@ -63,6 +65,11 @@ REFERENCES = {
     "resnet50": lambda: torchvision.models.resnet50(),
     "resnet101": lambda: torchvision.models.resnet101(),
     "resnet152": lambda: torchvision.models.resnet152(),
+    "resnetv2_50": lambda: timm.create_model("resnetv2_50"),
+    "resnetv2_101": lambda: timm.create_model("resnetv2_101"),
+    "seresnet50": lambda: timm.create_model("seresnet50"),
+    "seresnet101": lambda: timm.create_model("seresnet101"),
+    "seresnet152": lambda: timm.create_model("seresnet152"),
     "resnext50_32x4d": lambda: torchvision.models.resnext50_32x4d(),
     "resnext101_32x4d": lambda: timm.create_model("resnext101_32x4d"),
     "resnext101_32x8d": lambda: torchvision.models.resnext101_32x8d(),
@@ -82,8 +89,13 @@ REFERENCES = {
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_equals_reference_implementation(name):
     reference = REFERENCES[name]()
-    expected = n_params(reference) - n_params(reference.fc)
-    assert n_params(create_backbone(name, norm="BN")) == expected
+    expected = n_params(reference) - n_params(reference.get_classifier() if hasattr(reference, "get_classifier")
+                                              else reference.fc)
+    model = create_backbone(name, norm="BN")
+    # ResNet-v2: the norms on res2..res4's outputs are ours; timm has only the final one (on res5).
+    added = sum(n_params(norm) for feature, norm in model.output_norms.items() if feature != "res5")
+    assert (added > 0) == model.spec.preact
+    assert n_params(model) - added == expected
 
 
 def test_resnext50_with_classifier_is_25_0m_as_in_the_paper():
@@ -187,3 +199,31 @@ def test_create_backbone_is_a_plain_module_usable_outside_detectron2():
     assert isinstance(model, torch.nn.Module) and not hasattr(model, "res5")
     assert list(model(torch.randn(1, 3, 64, 64))) == ["res4"]
     assert resnext_det.ARCHS["resnext50_32x4d"].num_groups == 32
+
+
+def test_preact_block_order_and_normalized_features():
+    """ResNet-v2: no norm in the stem or after conv3 / the projection; each block normalizes its input;
+    each returned map (and the classifier's input) passes through its output norm and ReLU."""
+    torch.manual_seed(0)
+    model = random_norm_statistics(create_backbone("resnetv2_50", out_features=["res2", "res4"])).eval()
+    block = model.res2[0]
+    assert block.preact_norm is not None and block.conv3.norm is None and block.shortcut.norm is None
+    assert model.stem.conv1.norm is None and set(model.output_norms) == {"res2", "res4"}
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        res2 = model.res2(model.stem(x))
+        torch.testing.assert_close(out["res2"], torch.relu(model.output_norms["res2"](res2)))
+        torch.testing.assert_close(out["res4"], torch.relu(model.output_norms["res4"](model.res4(model.res3(res2)))))
+    classifier = create_backbone("resnetv2_50", num_classes=10, out_features=["linear"])
+    assert set(classifier.output_norms) == {"res5"}
+
+
+def test_preact_output_norms_freeze_with_their_stage_and_zero_init_gives_identity():
+    model = create_backbone("resnetv2_50", norm="BN", freeze_at=3)
+    assert isinstance(model.output_norms["res3"], FrozenBatchNorm2d)
+    assert isinstance(model.output_norms["res4"], torch.nn.BatchNorm2d)
+    assert model.output_norms["res4"].weight.requires_grad
+    block = create_backbone("resnetv2_50", zero_init_residual=True).res2[1].eval()  # FrozenBN is fine here
+    x = torch.randn(1, 256, 8, 8)
+    torch.testing.assert_close(block(x.clone()), x)

@@ -99,3 +99,21 @@ def test_coco_eval_with_fewer_detections_than_objects_and_bad_counts():
     assert all(row["identical_stats"] for row in report["rows"])
     with pytest.raises(SystemExit, match="--images 0 --dets 100: both must be at least 1"):
         benchmark.cli(["coco-eval", "--images", "0", "--repeats", "1"])
+
+
+def test_deform_cost_says_why_detectron2_dcn_cannot_run():
+    report = benchmark.main(["deform", "resnext50_32x4d", "--stages", "res5", "--size", "32", "32", "--repeats", "1",
+                             "--warmup", "0"])
+    assert set(_rows(report, "backbone 32x32")) == set(_rows(report, "forward + backward 32x32")) == {"plain", "ours-dcn"}
+    assert _rows(report, "backbone 32x32")["plain"]["ratio_to_peer"] == 1.0
+    assert "detectron2._C" in report["context"]["skipped"]["detectron2-dcn"]  # this install has no compiled ops
+
+
+def test_deform_cost_against_detectron2_dcn_where_it_runs(detectron2_deform_classes, monkeypatch):
+    """With Detectron2's DeformConv available (its CPU path: DCNv1, one offset group), its DCN backbone
+    holds our weights and must compute the same features before it is timed."""
+    monkeypatch.setattr(benchmark, "detectron2_dcn_unavailable", lambda spec, device: None)
+    report = benchmark.main(["deform", "resnext50_32x4d", "--stages", "res3", "--size", "32", "32", "--repeats", "1",
+                             "--warmup", "0", "--skip-train"])
+    assert set(_rows(report, "backbone 32x32")) == {"plain", "ours-dcn", "detectron2-dcn"}
+    assert report["context"]["skipped"] == {}

@@ -76,6 +76,19 @@ def test_fewer_gpus_rescale_batch_lr_and_schedule_linearly(gpus, batch, lr, iter
     assert cfg.SOLVER.BASE_LR == pytest.approx(lr) and tuple(cfg.SOLVER.STEPS) == steps
 
 
+@pytest.mark.parametrize("arch", ["X101_32x4d", "X101_64x4d"])
+def test_dcn_configs_put_deformable_convolutions_in_res3_to_res5(arch):
+    from resnext_det.layers import DeformConv
+
+    cfg = _load(f"configs/faster_rcnn_{arch}_FPN_dconv_c3-c5_1x.yaml")
+    with torch.device("meta"):
+        bottom_up = build_backbone(cfg).bottom_up
+    deformable = {name: all(isinstance(block.conv2, DeformConv) for block in getattr(bottom_up, name))
+                  for name in ("res2", "res3", "res4", "res5")}
+    assert deformable == {"res2": False, "res3": True, "res4": True, "res5": True}
+    assert not cfg.MODEL.RESNEXT.STRIDE_IN_1X1 and cfg.MODEL.RESNEXT.ARCH == f"resnext101_{arch[5:]}"
+
+
 def test_configs_readme_lists_every_config_and_no_unmeasured_ap():
     readme = open(os.path.join(ROOT, "configs", "README.md")).read()
     for path in COCO_CONFIGS:

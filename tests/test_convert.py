@@ -37,6 +37,8 @@ CASES = [
     ("torchvision", "resnext50_32x4d", lambda: torchvision.models.resnext50_32x4d()),
     ("torchvision", "resnext101_32x8d", lambda: torchvision.models.resnext101_32x8d()),
     ("torchvision", "resnext101_64x4d", lambda: torchvision.models.resnext101_64x4d()),
+    ("timm", "seresnet50", lambda: timm.create_model("seresnet50")),
+    ("timm", "seresnet101", lambda: timm.create_model("seresnet101")),
     ("timm", "seresnext50_32x4d", lambda: timm.create_model("seresnext50_32x4d")),
     ("timm", "seresnext101_32x4d", lambda: timm.create_model("seresnext101_32x4d")),
     ("timm", "skresnext50_32x4d", lambda: timm.create_model("skresnext50_32x4d")),
@@ -63,6 +65,32 @@ def test_converted_weights_reproduce_reference_stages(source, arch, make_referen
     for name in ["res2", "res3", "res4", "res5"]:
         error = (got[name] - expected[name]).abs().max() / expected[name].abs().max()
         assert error < 1e-4, (name, float(error))
+
+
+@pytest.mark.parametrize("arch", ["resnetv2_50", "resnetv2_101"])
+def test_converted_resnetv2_reproduces_timm_normalized_features(arch):
+    """res5 is timm's final norm and ReLU on the last stage; res2..res4 are the pre-activation that
+    timm's next stage applies to the same map, whose norm is copied into our output norm."""
+    torch.manual_seed(0)
+    reference = random_norm_statistics(timm.create_model(arch)).eval()
+    result = convert_state_dict(reference.state_dict(), "timm", arch)
+    assert {k for k, why in result.dropped.items() if why == "classifier"} == {"head.fc.weight", "head.fc.bias"}
+    assert result.added == {f"output_norms.res{i}.{p}": f"res{i + 1}.0.preact_norm.{p}" for i in (2, 3, 4)
+                            for p in ("weight", "bias", "running_mean", "running_var")}
+    ours = create_backbone(arch).eval()
+    ours.load_state_dict(result.state_dict, strict=True)
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        stages = [reference.stem(x)]
+        for stage in reference.stages:
+            stages.append(stage(stages[-1]))
+        expected = {f"res{i}": reference.stages[i - 1].blocks[0].norm1(stages[i - 1]) for i in (2, 3, 4)}
+        expected["res5"] = reference.norm(stages[4])
+        got = ours(x)
+    for name, tensor in expected.items():
+        error = (got[name] - tensor).abs().max() / tensor.abs().max()
+        assert error < 1e-4, (name, float(error))
+    assert input_settings("timm", arch)["MODEL.PIXEL_STD"] == [127.5, 127.5, 127.5]  # timm's a1h: mean = std = 0.5
 
 
 def test_detectron2_resnext_fpn_loads_unchanged_and_matches():
@@ -176,6 +204,10 @@ def test_weights_of_another_architecture_name_the_mismatch():
         convert_state_dict(timm.create_model("skresnext50_32x4d").state_dict(), "timm", "seresnext50_32x4d")
     with pytest.raises(CheckpointError, match=r"torchvision weights do not exist for resnest50; sources for it: \['timm', 'resnest'\]"):
         convert_state_dict(resnext, "torchvision", "resnest50")
+    with pytest.raises(CheckpointError, match=r"torchvision weights do not exist for resnetv2_50; sources for it: \['timm'\]"):
+        convert_state_dict(torchvision.models.resnet50().state_dict(), "torchvision", "resnetv2_50")
+    with pytest.raises(CheckpointError, match="have no place in resnetv2_50"):
+        convert_state_dict(timm.create_model("resnet50").state_dict(), "timm", "resnetv2_50")
 
 
 def test_input_settings_follow_the_source():

@@ -12,6 +12,9 @@ process (ours, ours fused, the peer, ours, ...), on the same weights and input. 
     python tools/benchmark.py detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml
     # COCO evaluation: faster-coco-eval vs pycocotools on 5000 images x 100 detections
     python tools/benchmark.py coco-eval
+    # the cost of deformable convolutions in res3-res5 (X101-32x4d, inference and a training step), and
+    # Detectron2's own DCN where its compiled ops are built
+    python tools/benchmark.py deform resnext101_32x4d
 """
 import argparse
 import json
@@ -23,8 +26,8 @@ import numpy as np
 import torch
 
 import resnext_det  # noqa: F401  (registers the backbones)
-from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_detector_peer, fused_copy,
-                                   interleaved, peak_memory, timm_backbone_peer)
+from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_dcn_unavailable, detectron2_detector_peer,
+                                   fused_copy, interleaved, peak_memory, timm_backbone_peer)
 from resnext_det.errors import ConfigError
 
 GiB = 1024 ** 3
@@ -232,6 +235,62 @@ def bench_merged_1x1(args):
     return rows_with_context(rows, args, peer="separate")
 
 
+def bench_deform(args):
+    """The backbone without and with deformable convolutions in ``--stages``, on the same weights (offset
+    predictors drawn small, so the samples really move), and Detectron2's DCN where it can run: inference,
+    and one forward + backward (the training cost)."""
+    from resnext_det import create_backbone
+
+    torch.manual_seed(0)
+    on = tuple(f"res{i}" in args.stages for i in range(2, 6))
+    if not any(on):
+        raise ConfigError(f"--stages {' '.join(args.stages)}: name at least one of res2 res3 res4 res5")
+    plain = create_backbone(args.name)
+    dcn = create_backbone(args.name, deform_on_per_stage=on, deform_modulated=args.modulated,
+                          deform_num_groups=args.deform_num_groups)
+    dcn.load_state_dict(plain.state_dict(), strict=False)  # all but conv2_offset
+    with torch.no_grad():
+        for name, param in dcn.named_parameters():
+            if ".conv2_offset." in name:
+                param.normal_(0, 0.01)
+    variants = {"plain": plain, "ours-dcn": dcn}
+    skipped = detectron2_dcn_unavailable(dcn.spec, args.device)
+    if skipped is None:
+        variants["detectron2-dcn"] = detectron2_backbone_peer(dcn, args.name)
+    else:
+        print(f"detectron2-dcn: cannot run: {skipped}")
+    variants = {k: m.eval().to(args.device) for k, m in variants.items()}
+    h, w = args.size
+    x = _input((args.batch, 3, h, w), args)
+    calls = {k: (lambda m=m: m(x)) for k, m in variants.items()}
+    if "detectron2-dcn" in calls:
+        _check_same_outputs({k: variants[k] for k in ("ours-dcn", "detectron2-dcn")},
+                            {"ours": calls["ours-dcn"], "detectron2-dcn": calls["detectron2-dcn"]}, args)
+    label = f"backbone {h}x{w} batch {args.batch} (s/img)"
+    rows = _rows_against(_run_rows(args, [(label, args.batch, calls)]), "plain")
+    if not args.skip_train:
+        trainable = {k: m for k, m in variants.items() if k != "detectron2-dcn" or args.device.startswith("cuda")}
+
+        def step(model):
+            out = model(x)
+            sum(t.float().sum() for t in out.values()).backward()
+
+        steps = {k: (lambda m=m: step(m.train())) for k, m in trainable.items()}
+        timings = interleaved(steps, args.repeats, args.warmup, args.device)
+        memory = {k: peak_memory(call, args.device) for k, call in steps.items()}
+        rows += _rows(f"forward + backward {h}x{w} batch {args.batch} (s/img)", timings, peer="plain",
+                      per=args.batch, memory=memory)
+    report = rows_with_context(rows, args, peer="plain")
+    report["context"]["skipped"] = {"detectron2-dcn": skipped} if skipped else {}
+    return report
+
+
+def _rows_against(rows, peer):
+    """Rows with ratio_to_peer recomputed against variant ``peer`` of the same measure."""
+    base = {row["measure"]: row["seconds"] for row in rows if row["variant"] == peer}
+    return [dict(row, ratio_to_peer=row["seconds"] / base[row["measure"]]) for row in rows]
+
+
 def bench_coco_eval(args):
     from resnext_det.evaluation import coco_api, evaluate_coco
 
@@ -320,6 +379,17 @@ def argument_parser():
     m.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     common(m, 7)
 
+    f = sub.add_parser("deform", help="a backbone without and with deformable convolutions (and Detectron2's DCN)")
+    f.add_argument("name", nargs="?", default="resnext101_32x4d", help="a backbone with a plain or grouped 3x3")
+    f.add_argument("--stages", nargs="+", default=["res3", "res4", "res5"], help="the deformable stages")
+    f.add_argument("--modulated", action="store_true", help="DCNv2 (a learned mask)")
+    f.add_argument("--deform-num-groups", type=int, default=1, help="offset groups")
+    f.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"))
+    f.add_argument("--batch", type=int, default=1)
+    f.add_argument("--skip-train", action="store_true", help="only inference")
+    common(f, 3)
+    device_options(f)
+
     c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
     c.add_argument("--images", type=int, default=5000)
     c.add_argument("--dets", type=int, default=100, help="detections per image")
@@ -332,7 +402,7 @@ def main(argv=None):
     args = argument_parser().parse_args(argv)
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
-           "coco-eval": bench_coco_eval}[args.what]
+           "coco-eval": bench_coco_eval, "deform": bench_deform}[args.what]
     start = time.perf_counter()
     report = run(args)
     report["context"]["wall_seconds"] = time.perf_counter() - start

@@ -62,6 +62,9 @@ def main(argv=None):
         keys = [k for k, reason in result.dropped.items() if reason == why]
         shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
         print(f"dropped on purpose: {len(keys)} {why} tensors ({shown})")
+    if result.added:
+        shown = ", ".join(f"{k} from {v}" for k, v in list(result.added.items())[:2])
+        print(f"added: {len(result.added)} tensors the source lacks, copied from others ({shown}, ...)")
     print("config lines for these weights:")
     print(f"  MODEL.WEIGHTS: {args.output}" + (f"  (or {args.input})" if is_weights_uri(args.input) else ""))
     print(f"  MODEL.RESNEXT.ARCH: {arch}")

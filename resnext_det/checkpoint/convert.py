@@ -16,7 +16,7 @@ _IMAGENET_RGB = {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [123.675, 116.28, 10
 
 
 def _plain(spec: ArchSpec) -> bool:
-    return spec.stem == "basic" and spec.transform == "conv" and spec.attention == "none"
+    return spec.stem == "basic" and spec.transform == "conv" and spec.attention == "none" and not spec.preact
 
 
 # Which presets each source ships weights for.
@@ -31,11 +31,15 @@ _SUPPORTS = {
 class ConversionResult(NamedTuple):
     state_dict: Dict[str, torch.Tensor]  # backbone keys (stem.*, res2.*, ...)
     dropped: Dict[str, str]  # source key -> why it was left out on purpose ("classifier", "bookkeeping")
+    added: Dict[str, str] = {}  # backbone key the source lacks -> the key its value was copied from
 
 
 def input_settings(source: str, arch: str) -> Dict[str, object]:
     """The config lines the source's weights expect: channel order, normalization, stride placement."""
     spec = get_arch(arch)
+    if source == "timm" and spec.preact:  # timm's ResNetV2 weights (a1h) take Inception's mean and std 0.5
+        return {"INPUT.FORMAT": "RGB", "MODEL.PIXEL_MEAN": [127.5, 127.5, 127.5],
+                "MODEL.PIXEL_STD": [127.5, 127.5, 127.5], "MODEL.RESNEXT.STRIDE_IN_1X1": False}
     if source != "detectron":
         return dict(_IMAGENET_RGB, **{"MODEL.RESNEXT.STRIDE_IN_1X1": False})
     if spec.num_groups == 1:  # MSRA's original Caffe ResNets: BGR, no std, stride on the 1x1
@@ -75,7 +79,8 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], source: str, arch: s
     """Remap ``state_dict`` from ``source`` (torchvision, timm, resnest, detectron) to ``arch``.
 
     The classifier and bookkeeping (e.g. ``num_batches_tracked``) are dropped on purpose and
-    listed in ``dropped``. A key no rule places, a missing key or a shape that does not fit
+    listed in ``dropped``; tensors the source lacks and that were derived from others (ResNet-v2's
+    output norms) are listed in ``added``. A key no rule places, a missing key or a shape that does not fit
     ``arch`` raises CheckpointError naming the first ones.
     """
     if source not in REMAPS:
@@ -90,4 +95,4 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], source: str, arch: s
             f"{len(remapped.unplaced)} keys of the {source} checkpoint have no place in {arch} "
             f"({', '.join(remapped.unplaced[:5])}); is it a {source} {arch} checkpoint?")
     check_state_dict(remapped.state_dict, arch, f"the converted {source} checkpoint")
-    return ConversionResult(remapped.state_dict, remapped.dropped)
+    return ConversionResult(remapped.state_dict, remapped.dropped, remapped.added)

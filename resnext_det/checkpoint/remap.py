@@ -21,6 +21,7 @@ class Remapped(NamedTuple):
     state_dict: Dict[str, torch.Tensor]
     dropped: Dict[str, str]  # foreign key -> why ("classifier", "bookkeeping")
     unplaced: List[str]  # foreign keys no rule knows: wrong source or architecture
+    added: Dict[str, str] = {}  # our key the source lacks -> where its value comes from
 
 
 def _stage(m: re.Match) -> str:
@@ -81,6 +82,24 @@ _SPLIT_ATTENTION_RULES = [  # ResNeSt SplAtConv2d: conv, bn0, fc1, bn1, fc2
     (_BLOCK + r"conv2\.(fc[12])\.(weight|bias)", lambda m: _stage(m) + f"conv2.{m.group(3)}.{m.group(4)}"),
     (_BLOCK + r"conv2\.bn1\.(\w+)", lambda m: _stage(m) + f"conv2.fc1.norm.{m.group(3)}"),
 ]
+# timm ResNetV2 (pre-activation): stem.conv, stages.N.blocks.i.{norm1, convK, norm2, norm3,
+# downsample.conv}, then norm. normK+1 follows convK, so it is our convK.norm; norm1 is the block's
+# pre-activation; the final norm is the one on res5's output.
+_V2_BLOCK = r"stages\.(\d)\.blocks\.(\d+)\."
+
+
+def _v2_stage(m: re.Match) -> str:
+    return f"res{int(m.group(1)) + 2}.{m.group(2)}."
+
+
+_RESNETV2_RULES = [
+    (r"stem\.conv\.weight", "stem.conv1.weight"),
+    (r"norm\.(\w+)", r"output_norms.res5.\1"),
+    (_V2_BLOCK + r"norm1\.(\w+)", lambda m: _v2_stage(m) + f"preact_norm.{m.group(3)}"),
+    (_V2_BLOCK + r"norm([23])\.(\w+)", lambda m: _v2_stage(m) + f"conv{int(m.group(3)) - 1}.norm.{m.group(4)}"),
+    (_V2_BLOCK + r"conv(\d)\.weight", lambda m: _v2_stage(m) + f"conv{m.group(3)}.weight"),
+    (_V2_BLOCK + r"downsample\.conv\.weight", lambda m: _v2_stage(m) + "shortcut.weight"),
+]
 _PYTORCH_DROPS = [(r"(^|\.)num_batches_tracked$", _DROP_BOOKKEEPING), (r"^(fc|head\.fc)\.", _DROP_CLASSIFIER)]
 
 
@@ -97,14 +116,30 @@ def _pytorch_rules(spec: ArchSpec) -> List[Rule]:
     return rules + _TORCHVISION_BLOCK_RULES
 
 
+def _preact_output_norms(remapped: Remapped) -> Remapped:
+    """ResNet-v2's output norms on res2..res4 are not in ImageNet checkpoints. Each starts as the
+    pre-activation norm of the next stage's first block, which normalizes the very same map there."""
+    added = {}
+    for stage in (2, 3, 4):
+        source = f"res{stage + 1}.0.preact_norm."
+        for key in [k for k in remapped.state_dict if k.startswith(source)]:
+            target = f"output_norms.res{stage}." + key[len(source):]
+            remapped.state_dict[target] = remapped.state_dict[key].clone()
+            added[target] = key
+    return remapped._replace(added=added)
+
+
 def from_pytorch_layout(state_dict, spec: ArchSpec) -> Remapped:
     """torchvision, timm and official ResNeSt weights share one layout, extended per block type.
 
     torchvision resnet/resnext: conv1/bn1, layerN.i.{conv,bn}K, downsample.{0,1}, fc.
     timm adds se.fc{1,2} (seresnext), ConvNormAct + SelectiveKernel (skresnext) and the ResNeSt
     layout, which is the official one: deep stem conv1.{0,1,3,4,6} + bn1, SplAtConv2d
-    (conv, bn0, fc1, bn1, fc2) and avg-pool downsample [pool, conv, bn].
+    (conv, bn0, fc1, bn1, fc2) and avg-pool downsample [pool, conv, bn]. timm's pre-activation
+    ResNetV2 has a layout of its own (``_RESNETV2_RULES``).
     """
+    if spec.preact:
+        return _preact_output_norms(_apply(state_dict, _RESNETV2_RULES, _PYTORCH_DROPS))
     return _apply(state_dict, _pytorch_rules(spec), _PYTORCH_DROPS)
 
 

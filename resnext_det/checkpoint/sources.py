@@ -77,6 +77,8 @@ TIMM_ARCHS: Dict[str, str] = {
     "seresnext50_32x4d": "seresnext50_32x4d", "seresnext101_32x4d": "seresnext101_32x4d",
     "seresnext101_32x8d": "seresnext101_32x8d", "skresnext50_32x4d": "skresnext50_32x4d",
     "resnest50d": "resnest50", "resnest101e": "resnest101", "resnest200e": "resnest200", "resnest269e": "resnest269",
+    "seresnet50": "seresnet50", "seresnet101": "seresnet101", "seresnet152": "seresnet152",
+    "resnetv2_50": "resnetv2_50", "resnetv2_101": "resnetv2_101",
 }
 
 # torchvision's default tag, as mmdetection's torchvision:// takes it: the original ImageNet weights

@@ -1,14 +1,17 @@
 """The backbone: a stem and four stages of bottlenecks, built from an ArchSpec and build options."""
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from detectron2.layers import ShapeSpec
+import torch
+import torch.nn.functional as F
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling.backbone.resnet import ResNet
+from torch import nn
 
 from ..archs import SPEC_FIELDS, ArchSpec, get_arch
 from ..errors import ConfigError
-from ..layers import check_norm
+from ..layers import check_norm, feature_norm
 from .bottleneck import Bottleneck
 from .stem import make_stem
 
@@ -43,7 +46,7 @@ class BackboneOptions:
             fail("out_features", list(self.out_features), f"choose a non-empty subset of {valid_features}")
         if self.res5_dilation not in (1, 2):
             fail("res5_dilation", self.res5_dilation, "use 1, or 2 for DC5")
-        if self.zero_init_residual and self.norm == "FrozenBN":
+        if self.zero_init_residual and self.norm == "FrozenBN" and not spec.preact:
             fail("zero_init_residual", True, "FrozenBN cannot learn the zeroed scale back; "
                  "use norm BN, SyncBN or GN, or turn it off")
         if self.stride_in_1x1 and spec.avd:
@@ -58,14 +61,52 @@ class BackboneOptions:
 
 
 class ResNeXt(ResNet):
-    """Detectron2's ``ResNet`` backbone (``stem``, ``res2``..``res5``) that also keeps its spec."""
+    """Detectron2's ``ResNet`` backbone (``stem``, ``res2``..``res5``) that also keeps its spec.
 
-    def __init__(self, spec: ArchSpec, stem, stages, out_features, **kwargs):
+    ``output_norms`` (pre-activation nets): a norm, followed by ReLU, for each returned feature and
+    the classifier's input, since a v2 stage's output is an un-normalized sum. They sit beside the
+    trunk (the next stage reads the sum) and are frozen with their stage.
+    """
+
+    def __init__(self, spec: ArchSpec, stem, stages, out_features, *, freeze_at=0,
+                 output_norms: Optional[Dict[str, nn.Module]] = None, **kwargs):
         # The caller builds only the stages it needs. Detectron2's ResNet would also cut stages to
         # the last requested "resN", dropping all of them when only "linear" is requested.
         super().__init__(stem, stages, out_features=None, **kwargs)
         self._out_features = list(out_features)
         self.spec = spec
+        self.output_norms = nn.ModuleDict(output_norms or {})
+        self.freeze(freeze_at)
+
+    def freeze(self, freeze_at=0):
+        super().freeze(freeze_at)
+        for name in (("stem",) + self.stage_names)[:freeze_at]:
+            if name in self.output_norms:
+                norm = FrozenBatchNorm2d.convert_frozen_batchnorm(self.output_norms[name])
+                norm.requires_grad_(False)
+                self.output_norms[name] = norm
+        return self
+
+    def _output(self, name, x):
+        return F.relu_(self.output_norms[name](x)) if name in self.output_norms else x
+
+    def forward(self, x):
+        """Detectron2's ``ResNet.forward``, with each returned map passed through its output norm."""
+        outputs = {}
+        x = self.stem(x)
+        if "stem" in self._out_features:
+            outputs["stem"] = self._output("stem", x)
+        for name, stage in zip(self.stage_names, self.stages):
+            x = stage(x)
+            if name in self._out_features:
+                outputs[name] = self._output(name, x)
+        if self.num_classes is not None:
+            last = self.stage_names[-1]
+            features = outputs[last] if last in outputs else self._output(last, x)
+            x = self.linear(torch.flatten(self.avgpool(features), 1))
+            if "linear" in self._out_features:
+                outputs["linear"] = x
+        return outputs
 
     def output_shape(self):
         # Detectron2's ResNet records no shape for its classifier output.
@@ -74,12 +115,23 @@ class ResNeXt(ResNet):
                 for name in self._out_features}
 
 
+def _output_norms(spec: ArchSpec, options: BackboneOptions, num_stages: int) -> Dict[str, nn.Module]:
+    """Pre-activation nets: a norm for each returned map and for the classifier's input (res5)."""
+    if not spec.preact:
+        return {}
+    channels = dict(zip(STAGES, (256, 512, 1024, 2048)), stem=spec.stem_out_channels)
+    names = [f for f in options.out_features if f != "linear"]
+    if "linear" in options.out_features and STAGES[num_stages - 1] not in names:
+        names.append(STAGES[num_stages - 1])
+    return {name: feature_norm(options.norm, channels[name]) for name in names}
+
+
 def build_resnext(spec: ArchSpec, options: BackboneOptions = BackboneOptions()) -> ResNeXt:
     """Build the backbone of ``spec``; only the stages up to the last requested feature are built."""
     o = options
     wanted = [STAGES.index(f) + 1 for f in o.out_features if f in STAGES]
     num_stages = 4 if "linear" in o.out_features else max(wanted, default=0)
-    stem = make_stem(spec.stem, o.in_channels, spec.stem_width, o.norm)
+    stem = make_stem(spec.stem, o.in_channels, spec.stem_width, o.norm, preact=spec.preact)
     stages = []
     in_channels, out_channels = spec.stem_out_channels, 256
     width = spec.num_groups * spec.width_per_group
@@ -92,11 +144,12 @@ def build_resnext(spec: ArchSpec, options: BackboneOptions = BackboneOptions()) 
             num_groups=spec.num_groups, norm=o.norm, stride_in_1x1=o.stride_in_1x1, dilation=dilation,
             transform=spec.transform, radix=spec.radix, attention=spec.attention,
             se_reduction=spec.se_reduction, avd=spec.avd, avg_down=spec.avg_down,
-            zero_init_last=o.zero_init_residual,
+            zero_init_last=o.zero_init_residual, preact=spec.preact, deform=spec.deform_on_per_stage[i],
+            deform_modulated=spec.deform_modulated, deform_num_groups=spec.deform_num_groups,
         ))
         in_channels, out_channels, width = out_channels, out_channels * 2, width * 2
     return ResNeXt(spec, stem, stages, num_classes=o.num_classes, out_features=list(o.out_features),
-                   freeze_at=o.freeze_at)
+                   freeze_at=o.freeze_at, output_norms=_output_norms(spec, o, num_stages))
 
 
 OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(BackboneOptions))
@@ -108,7 +161,10 @@ def split_overrides(spec: ArchSpec, overrides: dict, key: Callable[[str], str] =
     if unknown:
         raise ConfigError(f"unknown backbone setting(s) {', '.join(map(key, unknown))}; valid: "
                           f"{', '.join(map(key, SPEC_FIELDS + OPTION_FIELDS))}")
-    spec = dataclasses.replace(spec, **{k: v for k, v in overrides.items() if k in SPEC_FIELDS})
+    spec_overrides = {k: v for k, v in overrides.items() if k in SPEC_FIELDS}
+    if isinstance(spec_overrides.get("deform_on_per_stage"), list):
+        spec_overrides["deform_on_per_stage"] = tuple(spec_overrides["deform_on_per_stage"])
+    spec = dataclasses.replace(spec, **spec_overrides)
     opts = {k: v for k, v in overrides.items() if k in OPTION_FIELDS}
     if "out_features" in opts:
         opts["out_features"] = tuple(opts["out_features"])

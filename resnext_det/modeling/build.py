@@ -16,7 +16,8 @@ __all__ = ["build_resnext_backbone", "build_resnext_fpn_backbone",
 logger = logging.getLogger(__name__)
 
 # What Detectron2's own ResNet keys mean for this backbone when a user sets them.
-_IGNORED_RESNETS_KEYS = {"DEPTH": 50, "NUM_GROUPS": 1, "WIDTH_PER_GROUP": 64}
+_IGNORED_RESNETS_KEYS = {"DEPTH": 50, "NUM_GROUPS": 1, "WIDTH_PER_GROUP": 64,
+                         "DEFORM_ON_PER_STAGE": [False] * 4, "DEFORM_MODULATED": False, "DEFORM_NUM_GROUPS": 1}
 
 
 def _config_key(field: str) -> str:
@@ -47,6 +48,8 @@ def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
     overrides.update(
         norm=r.NORM, out_features=tuple(r.OUT_FEATURES), stride_in_1x1=r.STRIDE_IN_1X1,
         res5_dilation=r.RES5_DILATION, zero_init_residual=r.ZERO_INIT_RESIDUAL,
+        deform_on_per_stage=tuple(r.DEFORM_ON_PER_STAGE), deform_modulated=r.DEFORM_MODULATED,
+        deform_num_groups=r.DEFORM_NUM_GROUPS,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT, in_channels=input_shape.channels,
     )
     spec, options = split_overrides(get_arch(r.ARCH, key="MODEL.RESNEXT.ARCH"), overrides, _config_key)

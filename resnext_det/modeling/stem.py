@@ -6,7 +6,7 @@ from detectron2.modeling.backbone.resnet import BasicStem
 
 from ..layers import feature_norm
 
-__all__ = ["BasicStem", "DeepStem", "make_stem"]
+__all__ = ["BasicStem", "DeepStem", "PreActStem", "make_stem"]
 
 
 class DeepStem(CNNBlockBase):
@@ -27,8 +27,23 @@ class DeepStem(CNNBlockBase):
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
-def make_stem(kind: str, in_channels: int, width: int, norm: str) -> CNNBlockBase:
+class PreActStem(CNNBlockBase):
+    """The 7x7 conv (stride 2) and 3x3 max-pool of a pre-activation ResNet (v2): no norm or ReLU here,
+    the first block normalizes its input."""
+
+    def __init__(self, in_channels=3, width=64):
+        super().__init__(in_channels, width, 4)
+        self.conv1 = Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        weight_init.c2_msra_fill(self.conv1)
+
+    def forward(self, x):
+        return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
+
+
+def make_stem(kind: str, in_channels: int, width: int, norm: str, preact: bool = False) -> CNNBlockBase:
     """``basic`` is Detectron2's own 7x7 stem, so its checkpoints load unchanged."""
+    if preact:  # only with the basic stem (ArchSpec.validate)
+        return PreActStem(in_channels, width)
     if kind == "deep":
         return DeepStem(in_channels, width, norm)
     return BasicStem(in_channels, width, norm)
