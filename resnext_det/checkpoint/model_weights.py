@@ -16,7 +16,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ..errors import ConfigError
 from .io import CheckpointError, read_state_dict
 
-__all__ = ["check_model_weights"]
+__all__ = ["check_model_weights", "check_weights_fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,33 +26,38 @@ _TORCH_EXTS = (".pth", ".pt", ".bin", ".ckpt")
 def _model_shapes(cfg):
     """{key: shape} of the model ``cfg`` builds, made on the meta device (no memory, no init);
     None if a part of it cannot be built there."""
+    return _built_shapes(lambda: META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg), "MODEL.WEIGHTS")
+
+
+def _built_shapes(build_model, key):
+    """:func:`_model_shapes` of the model ``build_model()`` makes; ``key``: the weights setting."""
     try:
         with torch.device("meta"):
-            model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+            model = build_model()
     except ConfigError:
         raise
     except Exception as e:
-        logger.warning("MODEL.WEIGHTS not checked: the model cannot be built on the meta device (%s: %s)",
-                       type(e).__name__, e)
+        logger.warning("%s not checked: the model cannot be built on the meta device (%s: %s)",
+                       key, type(e).__name__, e)
         return None
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def _read(path):
+def _read(path, key):
     ext = os.path.splitext(path)[1].lower()
     if ext == ".safetensors":
-        raise CheckpointError(f"MODEL.WEIGHTS={path!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
+        raise CheckpointError(f"{key}={path!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
                               "convert it with tools/convert_pretrained.py")
     # (a missing file is left to read_state_dict, which names it)
     if ext in _TORCH_EXTS and os.path.isfile(path) and not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             if f.read(1) != b"\x80":  # neither torch.save's zip nor its legacy pickle format
-                raise CheckpointError(f"MODEL.WEIGHTS={path!r} is corrupt or truncated: not a file torch.save "
+                raise CheckpointError(f"{key}={path!r} is corrupt or truncated: not a file torch.save "
                                       "writes; copy or download it again")
     try:
         return read_state_dict(path)
     except CheckpointError as e:
-        raise CheckpointError(f"MODEL.WEIGHTS: {e}") from None
+        raise CheckpointError(f"{key}: {e}") from None
 
 
 def check_model_weights(cfg, path: str) -> None:
@@ -63,18 +68,24 @@ def check_model_weights(cfg, path: str) -> None:
     the model has is refused too. Names in .pkl files may be Caffe2's, which Detectron2 matches by
     heuristics: for them only tensors of the same name are compared.
     """
-    weights = _read(path)
-    if all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
-        weights = {k[len("module."):]: v for k, v in weights.items()}
-    model = _model_shapes(cfg)
-    if model is None:
-        return
     arch = f"MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}" if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext") \
         else f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}"
+    check_weights_fit(path, lambda: META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg), arch)
+
+
+def check_weights_fit(path: str, build_model, arch: str, key: str = "MODEL.WEIGHTS") -> None:
+    """:func:`check_model_weights` for the model ``build_model()`` makes; ``arch`` names the setting
+    that chose its backbone, ``key`` the setting that names ``path``."""
+    weights = _read(path, key)
+    if all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
+        weights = {k[len("module."):]: v for k, v in weights.items()}
+    model = _built_shapes(build_model, key)
+    if model is None:
+        return
     exact_names = not path.lower().endswith(".pkl")
     if exact_names and not set(weights) & set(model):
         raise CheckpointError(
-            f"MODEL.WEIGHTS={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
+            f"{key}={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
             f"{next(iter(weights))}); ImageNet weights must be converted first: tools/convert_pretrained.py")
     prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
     shape = [k for k in model if k in weights and k.startswith("backbone.") and weights[k].shape != model[k]]
@@ -90,6 +101,6 @@ def check_model_weights(cfg, path: str) -> None:
                             f"{tuple(weights[k].shape)} in the file, {tuple(model[k])} in the model")
         if missing:
             problems.append(f"{len(missing)} backbone tensors are missing, e.g. {missing[0]}")
-        raise CheckpointError(f"MODEL.WEIGHTS={path!r} does not fit the model: {'; '.join(problems)}; "
+        raise CheckpointError(f"{key}={path!r} does not fit the model: {'; '.join(problems)}; "
                               f"are the weights for {arch}? (Detectron2 would only warn)")
 
