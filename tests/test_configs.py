@@ -26,10 +26,10 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
     arch = cfg.MODEL.RESNEXT.ARCH
     assert arch in list_backbones()
     assert cfg.DATASETS.TRAIN == ("coco_2017_train",) and cfg.DATASETS.TEST == ("coco_2017_val",)
-    assert re.fullmatch(r"pretrained/[\w]+\.pth", cfg.MODEL.WEIGHTS)
+    assert re.fullmatch(r"pretrained/[\w]+\.pth|(torchvision|timm|resnest)://[\w.]+", cfg.MODEL.WEIGHTS)
     header = open(os.path.join(ROOT, path)).read()
-    if "_BASE_: \"faster_rcnn_" not in header:  # schedule variants inherit the header's config
-        assert f"--arch {arch} INPUT {cfg.MODEL.WEIGHTS}" in header
+    if cfg.MODEL.WEIGHTS.startswith("pretrained/") and "_BASE_: \"faster_rcnn_" not in header:
+        assert f"--arch {arch} INPUT {cfg.MODEL.WEIGHTS}" in header  # schedule variants inherit the header's
     assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_STD) == [58.395, 57.12, 57.375]
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
     schedule = {"1x": 90000, "3x": 270000}
@@ -39,6 +39,22 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
         backbone = build_backbone(cfg)
     expected = ["p3", "p4", "p5", "p6", "p7"] if "retinanet" in path else ["p2", "p3", "p4", "p5", "p6"]
     assert list(backbone.output_shape()) == expected
+
+
+@pytest.mark.parametrize("path", [c for c in COCO_CONFIGS if "mask_rcnn" in c])
+def test_mask_and_cascade_configs_build_their_heads(path):
+    from detectron2.modeling import META_ARCH_REGISTRY
+    from detectron2.modeling.roi_heads import CascadeROIHeads
+
+    cfg = _load(path)
+    with torch.device("meta"):
+        model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+    assert cfg.MODEL.MASK_ON and model.roi_heads.mask_on
+    assert model.roi_heads.mask_head.predictor.out_channels == 80
+    assert isinstance(model.roi_heads, CascadeROIHeads) == path.startswith("configs/cascade_")
+    if path.startswith("configs/cascade_"):  # Detectron2's cascade settings
+        assert cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG and cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN == 2000
+        assert len(model.roi_heads.box_predictor) == 3
 
 
 def test_the_headline_config_exists_under_its_name():
@@ -74,7 +90,7 @@ def test_configs_readme_lists_every_config_and_no_unmeasured_ap():
     readme = open(os.path.join(ROOT, "configs", "README.md")).read()
     for path in COCO_CONFIGS:
         assert f"`{os.path.basename(path)}`" in readme, path
-    rows = [line for line in readme.splitlines() if line.startswith("| `faster") or line.startswith("| `retina")]
+    rows = [line for line in readme.splitlines() if re.match(r"\| `(faster|retina|mask|cascade)", line)]
     assert len(rows) == len(COCO_CONFIGS)
     for row in rows:  # a measured AP is only written with a link to the run's metrics
         measured = row.rstrip().rstrip("|").rsplit("|", 1)[1].strip()

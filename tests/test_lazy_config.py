@@ -17,10 +17,10 @@ LAZY_CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(L
                       if "/common/" not in p)
 MISSION_YAML, MISSION_LAZY = "configs/faster_rcnn_X101_32x8d_FPN.yaml", "configs/lazy/faster_rcnn_X101_32x8d_FPN.py"
 # Each lazy config, the YAML config it stands for (same model, data and schedule).
-TWINS = [(MISSION_LAZY, MISSION_YAML),
-         ("configs/lazy/faster_rcnn_R50_FPN_1x.py", "configs/faster_rcnn_R50_FPN_1x.yaml"),
-         ("configs/lazy/faster_rcnn_S50_FPN_1x.py", "configs/faster_rcnn_S50_FPN_1x.yaml"),
-         ("configs/lazy/demo/shapes_faster_rcnn_X50_FPN.py", "configs/demo/shapes_faster_rcnn_X50_FPN.yaml")]
+TWINS = [(MISSION_LAZY, MISSION_YAML)] + [
+    (f"configs/lazy/faster_rcnn_{name}_FPN_1x.py", f"configs/faster_rcnn_{name}_FPN_1x.yaml")
+    for name in ("R50", "X50_32x4d", "SE_X50_32x4d", "SK_X50_32x4d", "S50")] + [
+    ("configs/lazy/demo/shapes_faster_rcnn_X50_FPN.py", "configs/demo/shapes_faster_rcnn_X50_FPN.yaml")]
 
 
 def _lazy(path, *overrides):

@@ -29,7 +29,7 @@ def register_coco(name: str, json_file: str, image_root: str) -> str:
         if (meta.get("json_file"), meta.get("image_root")) == (json_file, image_root):
             return name
         taken = meta.get("json_file") or "another loader"
-        raise DatasetError(f"--register-coco: the dataset name '{name}' is already registered (for {taken}); "
+        raise DatasetError(f"--register-coco {name}: that name is already registered (for {taken}); "
                            "choose another name")
     register_coco_instances(name, {}, json_file, image_root)
     return name
