@@ -153,14 +153,13 @@ def test_bad_overrides_are_one_line_errors(override, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_missing_or_broken_config_files_are_one_line_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"config file 'nothere.py' does not exist; pass a Python config"):
-        load_lazy_config("nothere.py")
-    broken = tmp_path / "broken.py"
-    broken.write_text("model = dict(\n")
-    with pytest.raises(ConfigError, match=r"broken.py is not valid Python \(line 1\)"):
-        load_lazy_config(str(broken))
-    failing = tmp_path / "failing.py"
-    failing.write_text("from .missing import model\n")
-    with pytest.raises(ConfigError, match=r"failing.py could not be loaded \(ImportError: "):
-        load_lazy_config(str(failing))
+@pytest.mark.parametrize("name, text, message", [
+    ("nothere.py", None, r"config file '.*nothere.py' does not exist; pass a Python config"),
+    ("broken.py", "model = dict(\n", r"broken.py is not valid Python \(line 1\)"),
+    ("failing.py", "from .missing import model\n", r"failing.py could not be loaded \(ImportError: "),
+])
+def test_missing_or_broken_config_files_are_one_line_errors(tmp_path, name, text, message):
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_lazy_config(str(tmp_path / name))
