@@ -90,10 +90,9 @@ def check_dataset_names(train: Sequence[str], test: Sequence[str], *, filter_emp
 
     ``num_classes``: (the model's class count, its config key); ``mask_format``: when the mapper
     reads masks, (their format, its config key); ``masks_trained``: whether the model has a mask
-    head. The training sets are then checked
-    when the trainer loads them, right after building the model; the test sets are loaded (and
-    checked) once now, so that a broken test set stops the run before training rather than at the
-    first evaluation.
+    head. The training sets are then checked when the trainer loads them, right after building the
+    model; the test sets are loaded (and checked) once now, so that a broken test set stops the run
+    before training rather than at the first evaluation.
     """
     train, test = list(train), list(test)
     for name in train + [n for n in test if n not in train]:
