@@ -42,8 +42,9 @@ def test_shapes_masks_load_as_bitmasks_and_evaluate_to_full_mask_ap(tiny_shapes)
 
 # The reduced run: the mask demo's recipe on a 300-iteration schedule (the demo's is 850).
 REDUCED = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(220, 270)", "SOLVER.WARMUP_ITERS", "50", "TEST.EVAL_PERIOD", "0"]
-# Floors below what the reduced run reached when measured (docs/training.md gives the figures).
-BOX_AP_FLOOR, MASK_AP_FLOOR = None, None
+# Measured: box AP 11.35, mask AP 11.07 (docs/training.md). The floors leave room for other thread counts
+# and CPUs; a mask pipeline that is off (masks not matching their boxes or images) scores near 0.
+BOX_AP_FLOOR, MASK_AP_FLOOR = 8.0, 8.0
 
 
 @pytest.mark.e2e
