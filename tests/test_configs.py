@@ -1,6 +1,7 @@
 """configs/: every file loads, builds, names its weights, and follows the schedules it states."""
 import glob
 import os
+import re
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
     weights = lookup_weights(cfg.MODEL.WEIGHTS)  # ImageNet weights by URI, for this arch (no download here)
     assert weights.arch == arch
     header = open(os.path.join(ROOT, path)).read()
-    if "_BASE_: \"faster_rcnn_" not in header:  # schedule variants inherit the header's config
+    if not re.search(r'_BASE_: "(?!Base-)', header):  # variants of another config inherit its header
         assert f"# ImageNet weights: {cfg.MODEL.WEIGHTS} (" in header
     expects = expected_input(weights)  # the input the weights expect is the config's
     assert cfg.INPUT.FORMAT == expects["INPUT.FORMAT"] == "RGB"
@@ -45,6 +46,22 @@ def test_coco_config_loads_names_its_weights_and_builds(path):
         backbone = build_backbone(cfg)
     expected = ["p3", "p4", "p5", "p6", "p7"] if "retinanet" in path else ["p2", "p3", "p4", "p5", "p6"]
     assert list(backbone.output_shape()) == expected
+
+
+@pytest.mark.parametrize("path", [c for c in COCO_CONFIGS if "mask_rcnn" in c])
+def test_mask_and_cascade_configs_build_their_heads(path):
+    from detectron2.modeling import META_ARCH_REGISTRY
+    from detectron2.modeling.roi_heads import CascadeROIHeads
+
+    cfg = _load(path)
+    with torch.device("meta"):
+        model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+    assert cfg.MODEL.MASK_ON and model.roi_heads.mask_on
+    assert model.roi_heads.mask_head.predictor.out_channels == 80
+    assert isinstance(model.roi_heads, CascadeROIHeads) == path.startswith("configs/cascade_")
+    if path.startswith("configs/cascade_"):  # Detectron2's cascade settings
+        assert cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG and cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN == 2000
+        assert len(model.roi_heads.box_predictor) == 3
 
 
 def test_the_headline_config_exists_under_its_name():
@@ -93,7 +110,7 @@ def test_configs_readme_lists_every_config_and_no_unmeasured_ap():
     readme = open(os.path.join(ROOT, "configs", "README.md")).read()
     for path in COCO_CONFIGS:
         assert f"`{os.path.basename(path)}`" in readme, path
-    rows = [line for line in readme.splitlines() if line.startswith("| `faster") or line.startswith("| `retina")]
+    rows = [line for line in readme.splitlines() if re.match(r"\| `(faster|retina|mask|cascade)", line)]
     assert len(rows) == len(COCO_CONFIGS)
     for row in rows:  # a measured AP is only written with a link to the run's metrics
         measured = row.rstrip().rstrip("|").rsplit("|", 1)[1].strip()

@@ -6,9 +6,15 @@ The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--
 ``KEY VALUE`` overrides; ``--fuse`` (with ``--eval-only``) folds the norms into the convolutions
 before evaluating. Without CUDA, ``--num-gpus N`` starts N CPU processes that train together (gloo).
 Checkpoints are written atomically; ``--resume`` continues from OUTPUT_DIR/last_checkpoint with the
-same data order and randomness. Example:
+same data order and randomness. A Python config (LazyConfig, ``configs/lazy/``) runs as Detectron2's
+``tools/lazyconfig_train_net.py`` would, with ``key=value`` overrides (resnext_det/engine/lazy.py).
+``--register-coco NAME JSON IMAGE_DIR`` (repeatable) registers a COCO-format dataset before the
+config is read. Examples:
 
     python tools/train_net.py --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/lazy/faster_rcnn_X101_32x8d_FPN.py --num-gpus 8
+    python tools/train_net.py --config-file configs/faster_rcnn_R50_FPN_1x.yaml \
+        --register-coco mine_train train.json images/ DATASETS.TRAIN "('mine_train',)" DATASETS.TEST "()"
 """
 import sys
 
@@ -18,11 +24,17 @@ from torch.multiprocessing import ProcessExitedException
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import fuse_for_inference, load_config
+from resnext_det.data import register_coco_datasets
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 from resnext_det.engine.checkpointer import AtomicCheckpointer
+from resnext_det.engine.lazy import check_lazy_inputs, run_lazy
+from resnext_det.engine.lazy_config import is_lazy_config, load_lazy_config
 
 
 def main(args):
+    register_coco_datasets(getattr(args, "register_coco", None))
+    if is_lazy_config(args.config_file):
+        return run_lazy(args)
     cfg = setup_cfg(args)
     check_inputs(cfg, resume=args.resume)
     if args.eval_only:
@@ -48,6 +60,8 @@ def argument_parser():
         "processes per machine: one per GPU (NCCL); without CUDA, CPU processes (gloo)")
     parser.add_argument("--fuse", action="store_true",
                         help="with --eval-only: fold the norms into the convolutions (exact, faster)")
+    parser.add_argument("--register-coco", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_DIR"),
+                        help="register a COCO-format dataset as NAME before the config is read (repeatable)")
     return parser
 
 
@@ -63,7 +77,11 @@ def cli(argv=None):
     args = argument_parser().parse_args(argv)
     if args.num_gpus * args.num_machines > 1:
         try:  # here once, rather than the same error from every process
-            check_inputs(load_config(args.config_file, args.opts), resume=args.resume)
+            register_coco_datasets(args.register_coco)
+            if is_lazy_config(args.config_file):
+                check_lazy_inputs(load_lazy_config(args.config_file, args.opts), resume=args.resume)
+            else:
+                check_inputs(load_config(args.config_file, args.opts), resume=args.resume)
         except BAD_INPUT as e:
             sys.exit(f"error: {e}")
     try:

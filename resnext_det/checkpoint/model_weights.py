@@ -15,7 +15,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ..errors import ConfigError
 from .io import TORCH_EXTS, CheckpointError, is_torch_file, read_state_dict
 
-__all__ = ["check_model_weights"]
+__all__ = ["check_model_weights", "check_weights_fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,31 +23,37 @@ logger = logging.getLogger(__name__)
 def _model_shapes(cfg):
     """{key: shape} of the model ``cfg`` builds, made on the meta device (no memory, no init);
     None if a part of it cannot be built there."""
+    return _built_shapes(model_builder(cfg), "MODEL.WEIGHTS")
+
+
+def _built_shapes(build_model, key):
+    """:func:`_model_shapes` of the model ``build_model()`` makes; ``key``: the weights setting."""
     try:
         with torch.device("meta"):
-            model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+            model = build_model()
     except ConfigError:
         raise
     except Exception as e:
-        logger.warning("MODEL.WEIGHTS not checked: the model cannot be built on the meta device (%s: %s)",
-                       type(e).__name__, e)
+        logger.warning("%s not checked: the model cannot be built on the meta device (%s: %s)",
+                       key, type(e).__name__, e)
         return None
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def _read(path, name=""):
+def _read(path, key, name=""):
+    shown = name or path
     ext = os.path.splitext(path)[1].lower()
     if ext == ".safetensors":
-        raise CheckpointError(f"MODEL.WEIGHTS={path!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
+        raise CheckpointError(f"{key}={shown!r}: Detectron2 reads .pth and .pkl files, not .safetensors; "
                               "convert it with tools/convert_pretrained.py")
     # (a missing file is left to read_state_dict, which names it)
     if ext in TORCH_EXTS and os.path.isfile(path) and not is_torch_file(path):
-        raise CheckpointError(f"MODEL.WEIGHTS={name or path!r} is corrupt or truncated: not a file torch.save "
+        raise CheckpointError(f"{key}={shown!r} is corrupt or truncated: not a file torch.save "
                               "writes; copy or download it again")
     try:
         return read_state_dict(path)
     except CheckpointError as e:
-        raise CheckpointError(f"MODEL.WEIGHTS{'=' + repr(name) if name else ''}: {e}") from None
+        raise CheckpointError(f"{key}{'=' + repr(name) if name else ''}: {e}") from None
 
 
 def check_model_weights(cfg, path: str, name: str = "", backbone_relative: bool = False) -> None:
@@ -60,22 +66,39 @@ def check_model_weights(cfg, path: str, name: str = "", backbone_relative: bool 
     file's names are the feature extractor's own (``stem.*``, ``res2.*``: a converted ImageNet file
     Detectron2 loads by suffix). ``name``: what the messages call the file (default: ``path``).
     """
-    weights = _read(path, name)
+    check_weights_fit(path, model_builder(cfg), arch_setting(cfg), name=name, backbone_relative=backbone_relative)
+
+
+def model_builder(cfg):
+    """A function that builds ``cfg``'s model (called on the meta device by the checks)."""
+    return lambda: META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+
+
+def arch_setting(cfg) -> str:
+    """The config setting that chose the backbone, with its value, for messages."""
+    if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext"):
+        return f"MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}"
+    return f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}"
+
+
+def check_weights_fit(path: str, build_model, arch: str, key: str = "MODEL.WEIGHTS", name: str = "",
+                      backbone_relative: bool = False) -> None:
+    """:func:`check_model_weights` for the model ``build_model()`` makes; ``arch`` names the setting
+    that chose its backbone, ``key`` the setting that names ``path``."""
+    weights = _read(path, key, name)
     if all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
         weights = {k[len("module."):]: v for k, v in weights.items()}
-    model = _model_shapes(cfg)
+    model = _built_shapes(build_model, key)
     if model is None:
         return
     path = name or path
     prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
     if backbone_relative:
         weights = {prefix + k: v for k, v in weights.items()}
-    arch = f"MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}" if cfg.MODEL.BACKBONE.NAME.startswith("build_resnext") \
-        else f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}"
     exact_names = not path.lower().endswith(".pkl")
     if exact_names and not set(weights) & set(model):
         raise CheckpointError(
-            f"MODEL.WEIGHTS={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
+            f"{key}={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
             f"{next(iter(weights))}); ImageNet weights must be converted first: tools/convert_pretrained.py")
     shape = [k for k in model if k in weights and k.startswith("backbone.") and weights[k].shape != model[k]]
     missing = []
@@ -90,6 +113,6 @@ def check_model_weights(cfg, path: str, name: str = "", backbone_relative: bool 
                             f"{tuple(weights[k].shape)} in the file, {tuple(model[k])} in the model")
         if missing:
             problems.append(f"{len(missing)} backbone tensors are missing, e.g. {missing[0]}")
-        raise CheckpointError(f"MODEL.WEIGHTS={path!r} does not fit the model: {'; '.join(problems)}; "
+        raise CheckpointError(f"{key}={path!r} does not fit the model: {'; '.join(problems)}; "
                               f"are the weights for {arch}? (Detectron2 would only warn)")
 

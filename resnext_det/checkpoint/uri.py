@@ -11,7 +11,7 @@ Detectron2's ImageNet files do, so it loads into ``backbone.bottom_up.*`` (FPN) 
 import hashlib
 import logging
 import os
-from typing import Dict
+from typing import Dict, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -215,22 +215,37 @@ def _iopath_cache_path(url: str) -> str:
     return os.path.join(get_cache_dir(), os.path.dirname(parsed.path.lstrip("/")), url.split("/")[-1])
 
 
+def check_weights_file(uri: str, build_model, arch: str, key: str = "MODEL.WEIGHTS",
+                       preset: Optional[str] = None, preset_key: str = "") -> Optional[WeightsEntry]:
+    """The file ``uri`` names can be had (downloaded and converted now) and fits the model
+    ``build_model()`` makes (``arch`` names the setting that chose its backbone). For a weights URI of
+    the table, its arch must be ``preset`` (the setting ``preset_key``) where one is given; returns
+    that entry, or None for detectron2:// and https:// files."""
+    from .model_weights import check_weights_fit
+
+    if not is_weights_uri(uri):
+        check_weights_fit(local_weights(uri), build_model, arch, key=key, name=uri)
+        return None
+    entry = lookup_weights(uri)
+    if preset is not None and entry.arch != preset:
+        raise CheckpointError(f"{key}={uri!r} holds {entry.arch} weights, but {preset_key}={preset!r}; "
+                              f"set {preset_key} {entry.arch}, or name weights for {preset} "
+                              "(docs/weights.md lists them)")
+    check_weights_fit(resolve_weights(uri), build_model, arch, key=key, name=uri, backbone_relative=True)
+    return entry
+
+
 def check_weights_uri(cfg, uri: str) -> None:
     """check_inputs for a MODEL.WEIGHTS URI, before any model is built: the name exists, its arch is
     MODEL.RESNEXT.ARCH, the file can be had (downloaded and converted now) and fits the model; a
     config whose input settings differ from what the weights expect gets one warning."""
-    from .model_weights import check_model_weights
+    from .model_weights import arch_setting, model_builder
 
-    if not is_weights_uri(uri):
-        check_model_weights(cfg, local_weights(uri), name=uri)
-        return
-    entry = lookup_weights(uri)
     ours = cfg.MODEL.BACKBONE.NAME.startswith("build_resnext")
-    if ours and entry.arch != cfg.MODEL.RESNEXT.ARCH:
-        raise CheckpointError(f"MODEL.WEIGHTS={uri!r} holds {entry.arch} weights, but MODEL.RESNEXT.ARCH="
-                              f"{cfg.MODEL.RESNEXT.ARCH!r}; set MODEL.RESNEXT.ARCH {entry.arch}, or name weights "
-                              f"for {cfg.MODEL.RESNEXT.ARCH} (docs/weights.md lists them)")
-    check_model_weights(cfg, resolve_weights(uri), name=uri, backbone_relative=True)
+    entry = check_weights_file(uri, model_builder(cfg), arch_setting(cfg),
+                               preset=cfg.MODEL.RESNEXT.ARCH if ours else None, preset_key="MODEL.RESNEXT.ARCH")
+    if entry is None:
+        return
     stride_key = "MODEL.RESNEXT.STRIDE_IN_1X1" if ours else "MODEL.RESNETS.STRIDE_IN_1X1"
     stride = cfg.MODEL.RESNEXT.STRIDE_IN_1X1 if ours else cfg.MODEL.RESNETS.STRIDE_IN_1X1
     actual = {"INPUT.FORMAT": cfg.INPUT.FORMAT, "MODEL.PIXEL_MEAN": list(cfg.MODEL.PIXEL_MEAN),

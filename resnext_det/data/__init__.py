@@ -1,9 +1,11 @@
-"""Datasets: the embedded synthetic shapes detection dataset and dataset availability checks.
+"""Datasets: the embedded synthetic shapes detection dataset, your own COCO-format datasets
+registered by name, and dataset checks.
 
 Importing this package registers `shapes_train` and `shapes_val` (default :class:`ShapesSpec`)
 in Detectron2's catalogs. Their files are drawn on first use, under :func:`default_cache_dir`.
 :func:`check_datasets` has any registered dataset checked when loaded (see ``validate.py``).
 """
+from .coco import register_coco, register_coco_datasets
 from .datasets import (
     DatasetNotFoundError,
     check_dataset_available,
@@ -25,6 +27,8 @@ __all__ = [
     "default_cache_dir",
     "ensure_shapes_generated",
     "generate_shapes_dataset",
+    "register_coco",
+    "register_coco_datasets",
     "register_shapes_datasets",
     "render_shapes_image",
     "shapes_dataset_root",

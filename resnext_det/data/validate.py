@@ -10,6 +10,11 @@ What happens to each kind of bad input (the datasets are checked each time Detec
 * a training set in which no image keeps a non-crowd box: DatasetError when
   DATALOADER.FILTER_EMPTY_ANNOTATIONS is on (Detectron2 would stop on an assertion) or when it is
   the only training set (training would see nothing but background);
+* a training set with more classes than the model's class count (MODEL.ROI_HEADS.NUM_CLASSES or
+  its kin), which would stop training with an index error: DatasetError naming the key to set;
+  fewer classes than the model has: a warning;
+* a training set without instance masks ("segmentation") for a model that trains masks, or with RLE
+  masks where INPUT.MASK_FORMAT is "polygon": DatasetError naming the fix;
 * an image that cannot be decoded, or whose size differs from the annotation's: DatasetError naming
   the file and the dataset, raised by the data loader when it reaches that image (decoding every
   image up front would cost a pass over the whole dataset).
@@ -24,7 +29,7 @@ import logging
 import math
 import os
 import traceback
-from typing import Iterable, List, Optional
+from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, \
     build_detection_train_loader
@@ -33,14 +38,26 @@ from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 from PIL import UnidentifiedImageError
 
-__all__ = ["DatasetError", "check_datasets", "clean_records", "train_mapper", "build_train_loader",
-           "build_test_loader"]
+__all__ = ["DatasetError", "NamedImageErrors", "check_datasets", "check_dataset_names", "clean_records",
+           "train_mapper", "build_train_loader", "build_test_loader"]
 
 logger = logging.getLogger(__name__)
 
 _COCO_KEYS = ("images", "annotations", "categories")
-# Dataset name -> (used for training, the only training set, DATALOADER.FILTER_EMPTY_ANNOTATIONS).
-_SETTINGS = {}
+
+
+class _Use(NamedTuple):
+    """How a config uses a dataset: what its records are checked against when loaded."""
+
+    train: bool  # a training set
+    only: bool  # the only training set
+    filter_empty: bool  # DATALOADER.FILTER_EMPTY_ANNOTATIONS or its kin
+    num_classes: Optional[Tuple[int, str]]  # the model's class count and its config key
+    mask_format: Optional[Tuple[str, str]]  # when the mapper reads masks: their format and its config key
+    masks_trained: bool  # the model has a mask head
+
+
+_SETTINGS = {}  # dataset name -> _Use
 _WARNED = set()  # warnings already logged: a test set is loaded again at each evaluation
 
 
@@ -56,17 +73,33 @@ class DatasetError(ValueError):
 
 
 def check_datasets(cfg) -> None:
-    """Have every dataset of DATASETS.TRAIN and DATASETS.TEST checked whenever it is loaded.
+    """Have every dataset of a YAML config's DATASETS.TRAIN and DATASETS.TEST checked whenever it is
+    loaded (:func:`check_dataset_names` with the config's settings)."""
+    key = {"GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES", "RetinaNet": "MODEL.RETINANET.NUM_CLASSES"}.get(
+        cfg.MODEL.META_ARCHITECTURE)
+    num_classes = (cfg.MODEL[key.split(".")[1]].NUM_CLASSES, key) if key else None
+    masks = (cfg.INPUT.MASK_FORMAT, "INPUT.MASK_FORMAT") if cfg.MODEL.MASK_ON else None
+    check_dataset_names(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+                        num_classes=num_classes, mask_format=masks, masks_trained=cfg.MODEL.MASK_ON)
 
-    The training sets are then checked when the trainer loads them, right after building the model;
-    the test sets are loaded (and checked) once now, so that a broken test set stops the run
+
+def check_dataset_names(train: Sequence[str], test: Sequence[str], *, filter_empty: bool = True,
+                        num_classes: Optional[Tuple[int, str]] = None,
+                        mask_format: Optional[Tuple[str, str]] = None, masks_trained: bool = False) -> None:
+    """Have the datasets ``train`` and ``test`` checked whenever they are loaded.
+
+    ``num_classes``: (the model's class count, its config key); ``mask_format``: when the mapper
+    reads masks, (their format, its config key); ``masks_trained``: whether the model has a mask
+    head. The training sets are then checked when the trainer loads them, right after building the
+    model; the test sets are loaded (and checked) once now, so that a broken test set stops the run
     before training rather than at the first evaluation.
     """
-    train = list(cfg.DATASETS.TRAIN)
-    for name in train + [n for n in cfg.DATASETS.TEST if n not in train]:
-        _SETTINGS[name] = (name in train, train == [name], bool(cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
+    train, test = list(train), list(test)
+    for name in train + [n for n in test if n not in train]:
+        _SETTINGS[name] = _Use(name in train, train == [name], bool(filter_empty), num_classes, mask_format,
+                               masks_trained)
         _install(name)
-    for name in cfg.DATASETS.TEST:
+    for name in test:
         if name not in train:
             DatasetCatalog.get(name)
 
@@ -105,7 +138,11 @@ def _checked_records(name: str, load) -> List[dict]:
         raise DatasetError(f"dataset '{name}' has no images: "
                            f"{_json_problem(json_file) or 'its loader returned an empty list'}")
     records = clean_records(records, name)
-    train, only, filter_empty = _SETTINGS.get(name, (False, False, True))
+    use = _SETTINGS.get(name, _Use(False, False, True, None, None, False))
+    train, only, filter_empty = use.train, use.only, use.filter_empty
+    if train:
+        _check_classes(name, records, use.num_classes)
+        _check_masks(name, records, use.mask_format, use.masks_trained)
     # Without the filter, an image set with no boxes may be added on purpose (background only).
     if train and (filter_empty or only) and not any(_usable(r) for r in records):
         why = _json_problem(json_file)
@@ -114,6 +151,41 @@ def _checked_records(name: str, load) -> List[dict]:
         raise DatasetError(f"dataset '{name}': none of its {len(records)} images has a valid non-crowd box to "
                            f"train on{f': {why}' if why else ''}; {then}")
     return records
+
+
+def _check_classes(name: str, records: List[dict], num_classes: Optional[Tuple[int, str]]) -> None:
+    """More classes than the model has stop training deep in a loss; fewer waste outputs (a warning)."""
+    if num_classes is None:
+        return
+    classes = MetadataCatalog.get(name).get("thing_classes")
+    ids = [a["category_id"] for r in records for a in r.get("annotations", ()) if "category_id" in a]
+    count = max(len(classes or ()), max(ids, default=-1) + 1)
+    wanted, key = num_classes
+    if count > wanted:
+        raise DatasetError(f"dataset '{name}' has {count} classes, but {key} is {wanted}; set {key} {count}")
+    if count < wanted:
+        _warn_once(f"dataset '{name}' has {count} classes and {key} is {wanted}: the model's outputs for "
+                   f"the other {wanted - count} are never trained")
+
+
+def _check_masks(name: str, records: List[dict], mask_format: Optional[Tuple[str, str]], trained: bool) -> None:
+    """A model that trains masks needs them, in a form its mapper reads."""
+    if mask_format is None:
+        return
+    segmentations = [a["segmentation"] for r in records for a in r.get("annotations", ())
+                     if "segmentation" in a and not a.get("iscrowd", 0)]  # the mapper drops crowd regions
+    if not segmentations and trained:
+        raise DatasetError(f"dataset '{name}' has no instance masks ('segmentation' in its annotations), which "
+                           "this model trains; add them, or train a model without a mask head")
+    value, key = mask_format
+    if value == "polygon" and any(isinstance(s, dict) for s in segmentations):
+        raise DatasetError(f"dataset '{name}' has RLE masks, which {key}='polygon' cannot read; set {key} bitmask")
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
 
 
 def _usable(record: dict) -> bool:
@@ -192,16 +264,13 @@ def clean_records(records: List[dict], name: str) -> List[dict]:
             kept.append(ann)
         record["annotations"] = kept
     if empty or outside or clipped:
-        message = (f"dataset '{name}': dropped {empty + outside} of {total} boxes ({empty} with zero or negative "
+        _warn_once(f"dataset '{name}': dropped {empty + outside} of {total} boxes ({empty} with zero or negative "
                    f"width or height, {outside} entirely outside their image) and clipped {clipped} "
                    "partly outside boxes to the image")
-        if message not in _WARNED:
-            _WARNED.add(message)
-            logger.warning(message)
     return records
 
 
-class _ImageErrorsNamed:
+class NamedImageErrors:
     """A mapper whose image read errors become DatasetErrors naming the file and the dataset."""
 
     def __init__(self, mapper, datasets: Iterable[str]):
@@ -232,7 +301,7 @@ def _read_image_file(error: Exception) -> Optional[str]:
 
 def train_mapper(cfg):
     """Detectron2's training DatasetMapper, with image read errors naming the file and the dataset."""
-    return _ImageErrorsNamed(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
+    return NamedImageErrors(DatasetMapper(cfg, is_train=True), cfg.DATASETS.TRAIN)
 
 
 def build_train_loader(cfg):
@@ -242,5 +311,5 @@ def build_train_loader(cfg):
 
 def build_test_loader(cfg, dataset_name: str):
     """Detectron2's test loader, with image read errors naming the file and the dataset."""
-    mapper = _ImageErrorsNamed(DatasetMapper(cfg, is_train=False), [dataset_name])
+    mapper = NamedImageErrors(DatasetMapper(cfg, is_train=False), [dataset_name])
     return build_detection_test_loader(cfg, dataset_name, mapper=mapper)

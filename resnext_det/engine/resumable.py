@@ -25,8 +25,10 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["ResumableBatchSampler", "SeededMapDataset", "StepSeed", "build_resumable_train_loader",
-           "derive_seed"]
+from ..errors import ConfigError
+
+__all__ = ["ResumableBatchSampler", "SeededMapDataset", "StepSeed", "ResumableRun", "build_resumable_train_loader",
+           "resumable_train_loader", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,24 +137,40 @@ def aspect_buckets(dicts: List[dict]) -> List[int]:
 
 def build_resumable_train_loader(cfg, seed: int, mapper=None) -> DataLoader:
     """The training loader of ``cfg`` (its datasets, ``DatasetMapper(cfg, True)``, batch size,
-    aspect-ratio grouping and workers), made of a :class:`ResumableBatchSampler` (reachable as
-    ``loader.batch_sampler``) and a :class:`SeededMapDataset`."""
+    aspect-ratio grouping and workers), as :func:`resumable_train_loader` makes it."""
     dicts = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
         min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
+    return _loader(dicts, mapper or DatasetMapper(cfg, True), cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH",
+                   cfg.DATALOADER.ASPECT_RATIO_GROUPING, cfg.DATALOADER.NUM_WORKERS, seed)
+
+
+def resumable_train_loader(dataset, mapper, total_batch_size: int, *, aspect_ratio_grouping: bool = True,
+                           num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """Detectron2's ``build_detection_train_loader`` (the same arguments and its default
+    TrainingSampler) whose data order a resumed run continues; a LazyConfig ``dataloader.train``
+    names it as its target. ``dataset``: a list of dataset dicts; ``mapper``: called on each;
+    ``seed``: of the data order (the trainer sets it, and where to start, before iterating)."""
+    return _loader(dataset, mapper, total_batch_size, "dataloader.train.total_batch_size",
+                   aspect_ratio_grouping, num_workers, seed)
+
+
+def _loader(dicts, mapper, total_batch_size, batch_key, aspect_ratio_grouping, num_workers, seed) -> DataLoader:
+    """A DataLoader made of a :class:`ResumableBatchSampler` (reachable as ``loader.batch_sampler``)
+    and a :class:`SeededMapDataset`."""
     world = comm.get_world_size()
-    if cfg.SOLVER.IMS_PER_BATCH % world:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
-                         f"{world} processes")
-    batch_size = cfg.SOLVER.IMS_PER_BATCH // world
-    buckets = aspect_buckets(dicts) if cfg.DATALOADER.ASPECT_RATIO_GROUPING else [0] * len(dicts)
+    if total_batch_size % world:
+        raise ConfigError(f"{batch_key}={total_batch_size} is not divisible by the {world} processes; "
+                          f"use a multiple of {world}")
+    batch_size = total_batch_size // world
+    buckets = aspect_buckets(dicts) if aspect_ratio_grouping else [0] * len(dicts)
     sampler = ResumableBatchSampler(buckets, batch_size, seed)
-    dataset = SeededMapDataset(DatasetFromList(dicts, copy=False), mapper or DatasetMapper(cfg, True))
+    dataset = SeededMapDataset(DatasetFromList(dicts, copy=False), mapper)
     logger.info("Resumable training loader: %d images, %d per batch on each of %d processes, seed %d",
                 len(dicts), batch_size, world, seed)
     # Own generator: making the iterator must not draw from the global RNG (StepSeed's).
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       collate_fn=trivial_batch_collator, generator=torch.Generator().manual_seed(seed))
 
 
@@ -162,3 +180,26 @@ class StepSeed(HookBase):
 
     def before_step(self):
         seed_all(derive_seed(self.trainer.seed, _STEP, comm.get_rank(), self.trainer.iter))
+
+
+class ResumableRun:
+    """Mixin for a trainer (a ``TrainerBase`` with ``seed``, ``start_iter`` and ``data_loader``):
+    its checkpoints keep the seed, and a resumed run's data stream continues where it stopped."""
+
+    def state_dict(self):
+        return dict(super().state_dict(), seed=self.seed)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.seed = state_dict.get("seed", self.seed)
+
+    def continue_data_stream(self) -> bool:
+        """After loading a checkpoint: start the loader's stream (if resumable) with the run's seed,
+        after the batches trained on. Returns whether the loader is resumable."""
+        sampler = getattr(self.data_loader, "batch_sampler", None)
+        if not isinstance(sampler, ResumableBatchSampler):
+            return False
+        sampler.seed, sampler.start = self.seed, self.start_iter
+        if self.start_iter:
+            logger.info("Resuming the data stream of seed %d at batch %d", self.seed, self.start_iter)
+        return True

@@ -19,7 +19,7 @@ from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, 
 from ..data import validate
 from .checkpointer import AtomicCheckpointer
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
-from .resumable import ResumableBatchSampler, StepSeed, build_resumable_train_loader
+from .resumable import ResumableRun, StepSeed, build_resumable_train_loader
 
 __all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
 
@@ -53,7 +53,7 @@ def check_inputs(cfg, resume: bool = False):
         check_model_weights(cfg, weights)
 
 
-class Trainer(DefaultTrainer):
+class Trainer(ResumableRun, DefaultTrainer):
     """Trains with Detectron2's default loop; evaluates every test set with COCO AP.
 
     Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), checkpoints are written
@@ -84,18 +84,7 @@ class Trainer(DefaultTrainer):
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
-        sampler = getattr(self.data_loader, "batch_sampler", None)
-        if isinstance(sampler, ResumableBatchSampler):
-            sampler.seed, sampler.start = self.seed, self.start_iter
-            if self.start_iter:
-                logger.info("Resuming the data stream of seed %d at batch %d", self.seed, self.start_iter)
-
-    def state_dict(self):
-        return dict(super().state_dict(), seed=self.seed)
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        self.seed = state_dict.get("seed", self.seed)
+        self.continue_data_stream()
 
     @classmethod
     def build_model(cls, cfg):
@@ -106,7 +95,9 @@ class Trainer(DefaultTrainer):
         try:
             super().run_step()
         except FloatingPointError as e:
-            raise TrainingDivergedError(_diverged_message(e, self.iter, self.cfg)) from None
+            clip = "" if self.cfg.SOLVER.CLIP_GRADIENTS.ENABLED else " or enable SOLVER.CLIP_GRADIENTS"
+            fix = f"lower SOLVER.BASE_LR (now {self.cfg.SOLVER.BASE_LR:g}){clip}"
+            raise TrainingDivergedError(diverged_message(e, self.iter, fix)) from None
 
     @classmethod
     def build_train_loader(cls, cfg, seed=None):
@@ -143,15 +134,13 @@ class Trainer(DefaultTrainer):
         return maybe_add_gradient_clipping(cfg, optimizer)
 
 
-def _diverged_message(error, iteration, cfg):
-    """One line for Detectron2's FloatingPointError: the iteration, the non-finite losses, a hint."""
+def diverged_message(error, iteration, fix):
+    """One line for Detectron2's FloatingPointError: the iteration, the non-finite losses, ``fix``."""
     bad = re.findall(r"'(\w+)': (?:np\.float\d+\()?(-?inf|nan)\b", str(error))
     what = (f"loss became NaN or infinite at iteration {iteration} ("
             + ", ".join(f"{k}={v}" for k, v in bad) + ")") if bad else \
         f"training diverged at iteration {iteration} ({' '.join(str(error).split())})"
-    clip = "" if cfg.SOLVER.CLIP_GRADIENTS.ENABLED else " or enable SOLVER.CLIP_GRADIENTS"
-    return (f"{what}; lower SOLVER.BASE_LR (now {cfg.SOLVER.BASE_LR:g}){clip}, "
-            "and check the dataset's boxes")
+    return f"{what}; {fix}, and check the dataset's boxes"
 
 
 def setup_cfg(args):

@@ -1,0 +1,6 @@
+# Faster R-CNN FPN, SK-ResNeXt-50 32x4d (SKNet-50), COCO 2017, 1x schedule (90k iterations at 16 images);
+# configs/faster_rcnn_SK_X50_32x4d_FPN_1x.yaml as a LazyConfig.
+from .common.faster_rcnn_fpn import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.bottom_up.name = "skresnext50_32x4d"
+train.init_checkpoint = "timm://skresnext50_32x4d.ra_in1k"
