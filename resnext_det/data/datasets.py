@@ -100,6 +100,8 @@ def _loader(name: str):
         json_file = ensure_shapes_generated(name)
         return load_coco_json(json_file, MetadataCatalog.get(name).image_root, name)
 
+    load._coco_json = True  # validate.py: load_coco_json of the metadata's json_file and image_root
+    load._prepare = lambda: ensure_shapes_generated(name)  # makes the json_file (before it is checked)
     return load
 
 

@@ -1,10 +1,17 @@
 """Checks of the datasets a config trains and evaluates on, with one-line errors naming the problem.
 
-What happens to each kind of bad input (the datasets are checked each time Detectron2 loads them):
+What happens to each kind of bad input (the datasets are checked each time Detectron2 loads them;
+docs/reliability.md has the table):
 
-* annotation file that is not valid JSON, not a JSON object, or lacks ``images`` / ``annotations`` /
-  ``categories``: DatasetError naming the file (and line and column for invalid JSON);
-* image files missing on disk: DatasetError with their count and the first one (a stat per image);
+* a COCO annotation file (a dataset whose metadata names a local ``json_file``): every field
+  Detectron2 reads is checked by the table of rules in coco_fields.py before Detectron2 loads it:
+  a file that cannot be used stops with a DatasetError naming the file, the field and an example;
+  unusable annotations are dropped (and an invalid ``area`` set from the box) with one warning that
+  counts them. Detectron2 then loads the cleaned content (from a temporary copy; the file itself is
+  never changed), and COCO evaluation uses it as ground truth;
+* image files that are missing, not regular files, empty (0 bytes), not readable as images, or
+  16-bit / floating-point (Detectron2 would clip them to 255): DatasetError with their count and the
+  first one, before training (a stat per image; non-JPEG files also have their header read);
 * boxes with zero or negative width or height, or entirely outside their image: dropped; boxes
   partly outside: clipped to the image. One warning per dataset gives the counts;
 * a training set in which no image keeps a non-crowd box: DatasetError when
@@ -15,7 +22,8 @@ What happens to each kind of bad input (the datasets are checked each time Detec
   image up front would cost a pass over the whole dataset).
 
 Grayscale (L, LA), palette (P) and RGBA images need nothing: Detectron2's ``read_image`` converts them to
-INPUT.FORMAT's three channels (the alpha channel is dropped, not composited).
+INPUT.FORMAT's three channels (the alpha channel is dropped, not composited). 16-bit color PNGs are
+read by Pillow as 8-bit (the high byte of each value); 16-bit grayscale ones are refused (see above).
 """
 from __future__ import annotations
 
@@ -23,25 +31,39 @@ import json
 import logging
 import math
 import os
+import stat
+import tempfile
 import traceback
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, NamedTuple, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, \
     build_detection_train_loader
 from detectron2.data.dataset_mapper import DatasetMapper
+from detectron2.data.datasets import load_coco_json
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DatasetError", "check_datasets", "clean_records", "train_mapper", "build_train_loader",
-           "build_test_loader"]
+from .coco_fields import CocoCheck, CocoFileError, check_coco_file
+
+__all__ = ["DatasetError", "check_datasets", "clean_records", "cleaned_ground_truth", "train_mapper",
+           "build_train_loader", "build_test_loader"]
 
 logger = logging.getLogger(__name__)
 
-_COCO_KEYS = ("images", "annotations", "categories")
-# Dataset name -> (used for training, the only training set, DATALOADER.FILTER_EMPTY_ANNOTATIONS).
+
+class _Use(NamedTuple):
+    train: bool  # in DATASETS.TRAIN
+    only_train: bool  # the only training set
+    filter_empty: bool  # DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    test: bool  # in DATASETS.TEST
+
+
+# Dataset name -> how the config uses it.
 _SETTINGS = {}
 _WARNED = set()  # warnings already logged: a test set is loaded again at each evaluation
+# Test set name -> the cleaned content of its annotation file, the ground truth of its evaluation.
+_CLEANED_GT = {}
 
 
 class DatasetError(ValueError):
@@ -62,13 +84,20 @@ def check_datasets(cfg) -> None:
     the test sets are loaded (and checked) once now, so that a broken test set stops the run
     before training rather than at the first evaluation.
     """
-    train = list(cfg.DATASETS.TRAIN)
-    for name in train + [n for n in cfg.DATASETS.TEST if n not in train]:
-        _SETTINGS[name] = (name in train, train == [name], bool(cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
+    train, test = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.TEST)
+    for name in train + [n for n in test if n not in train]:
+        _SETTINGS[name] = _Use(name in train, train == [name], bool(cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS),
+                               name in test)
         _install(name)
-    for name in cfg.DATASETS.TEST:
+    for name in test:
         if name not in train:
             DatasetCatalog.get(name)
+
+
+def cleaned_ground_truth(name: str) -> Optional[dict]:
+    """The cleaned annotation file content of test set ``name`` if checking it dropped or filled
+    anything (evaluate against it, not the file), else None."""
+    return _CLEANED_GT.get(name)
 
 
 def _install(name: str) -> None:
@@ -90,29 +119,74 @@ def _json_file(name: str) -> Optional[str]:
     return path if path and "://" not in str(path) else None
 
 
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
 def _checked_records(name: str, load) -> List[dict]:
     json_file = _json_file(name)
-    try:
-        records = load()
-    except Exception as e:
-        problem = _json_problem(json_file)
-        if problem:
-            raise DatasetError(f"dataset '{name}': {problem}") from None
-        if json_file and isinstance(e, (AssertionError, KeyError, ValueError)):  # load_coco_json's checks
-            raise DatasetError(f"dataset '{name}': {json_file} could not be loaded: {_one_line(e)}") from None
-        raise
+    if hasattr(load, "_prepare"):
+        load._prepare()
+    check = _check_json(name, json_file) if json_file else None
+    if check is not None and check.changed:
+        _warn_once(f"dataset '{name}': {check.summary()}")
+        records = _load_cleaned(name, load, check)
+    else:
+        try:
+            records = load()
+        except Exception as e:
+            if json_file and isinstance(e, (AssertionError, KeyError, ValueError, TypeError)):
+                raise DatasetError(f"dataset '{name}': {json_file} could not be loaded: {_one_line(e)}") from None
+            raise
     if not records:
         raise DatasetError(f"dataset '{name}' has no images: "
-                           f"{_json_problem(json_file) or 'its loader returned an empty list'}")
+                           f"{f'{json_file} lists none' if json_file else 'its loader returned an empty list'}")
     records = clean_records(records, name)
-    train, only, filter_empty = _SETTINGS.get(name, (False, False, True))
+    use = _SETTINGS.get(name, _Use(False, False, True, False))
     # Without the filter, an image set with no boxes may be added on purpose (background only).
-    if train and (filter_empty or only) and not any(_usable(r) for r in records):
-        why = _json_problem(json_file)
-        then = ("DATALOADER.FILTER_EMPTY_ANNOTATIONS would drop them all" if filter_empty
+    if use.train and (use.filter_empty or use.only_train) and not any(_usable(r) for r in records):
+        why = f"{json_file} has no annotations" if check is not None and not check.annotations else ""
+        then = ("DATALOADER.FILTER_EMPTY_ANNOTATIONS would drop them all" if use.filter_empty
                 else "training would only see background")
         raise DatasetError(f"dataset '{name}': none of its {len(records)} images has a valid non-crowd box to "
                            f"train on{f': {why}' if why else ''}; {then}")
+    return records
+
+
+def _check_json(name: str, json_file: str) -> CocoCheck:
+    if not os.path.isfile(json_file):
+        raise DatasetError(f"dataset '{name}': annotation file {json_file} does not exist")
+    try:
+        return check_coco_file(json_file)
+    except CocoFileError as e:
+        raise DatasetError(f"dataset '{name}': {e}") from None
+    except OSError as e:
+        raise DatasetError(f"dataset '{name}': annotation file {json_file} cannot be read ({e.strerror})") from None
+
+
+def _is_load_coco_json(load: Callable) -> bool:
+    """Is ``load`` ``load_coco_json(json_file, image_root, name)`` of the dataset's metadata: the
+    function ``register_coco_instances`` registers, or one marked ``_coco_json`` (the shapes sets)."""
+    code = getattr(load, "__code__", None)
+    return getattr(load, "_coco_json", False) or (
+        code is not None and code.co_filename == load_coco_json.__code__.co_filename
+        and getattr(load, "__qualname__", "").startswith("register_coco_instances."))
+
+
+def _load_cleaned(name: str, load, check: CocoCheck) -> List[dict]:
+    """Detectron2's load_coco_json on the cleaned content (a temporary copy of the file)."""
+    if not _is_load_coco_json(load):
+        raise DatasetError(f"dataset '{name}': {check.summary()}; its loader is not Detectron2's load_coco_json, "
+                           "so they cannot be left out for it: fix the file")
+    with tempfile.TemporaryDirectory(prefix="resnext_det-") as folder:
+        path = os.path.join(folder, os.path.basename(check.json_file))
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(check.cleaned, f)
+        records = load_coco_json(path, MetadataCatalog.get(name).image_root, name)
+    if _SETTINGS.get(name, _Use(False, False, True, True)).test:
+        _CLEANED_GT[name] = check.cleaned
     return records
 
 
@@ -126,43 +200,65 @@ def _one_line(e: Exception) -> str:
     return text.strip("'\"") if isinstance(e, KeyError) else text
 
 
-def _json_problem(json_file: Optional[str]) -> Optional[str]:
-    """What is wrong with a COCO annotation file's structure, or None. Parses the file: only
-    called when loading failed or gave nothing to train on."""
-    if not json_file:
-        return None
-    if not os.path.isfile(json_file):
-        return f"annotation file {json_file} does not exist"
+# Pixel modes Detectron2's read_image would clip to 0..255 when converting to RGB.
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_JPEG = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def _image_file_problem(path: str) -> Optional[str]:
+    """What is wrong with an image file before decoding it, or None. A stat, and for files that are
+    not JPEGs (always 8-bit) a read of the header."""
     try:
-        with open(json_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        return f"{json_file} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
-    except UnicodeDecodeError:
-        return f"{json_file} is not UTF-8 text; is it a JSON file?"
-    if not isinstance(data, dict):
-        return f"{json_file} holds a JSON {type(data).__name__}, not a COCO object with keys {list(_COCO_KEYS)}"
-    missing = [k for k in _COCO_KEYS if not isinstance(data.get(k), list)]
-    if missing:
-        return f"{json_file} has no {' / '.join(repr(k) for k in missing)} list"
-    if not data["images"]:
-        return f"{json_file} has an empty 'images' list"
-    if not data["annotations"]:
-        return f"{json_file} has an empty 'annotations' list"
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "do not exist"
+    except OSError as e:
+        return f"cannot be looked at ({e.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "are not files (folders or devices)"
+    if st.st_size == 0:
+        return "are empty (0 bytes)"
+    if path.lower().endswith(_JPEG):
+        return None
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except UnidentifiedImageError:
+        return "are not in an image format PIL can read"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if mode in _WIDE_MODES:
+        return (f"have {'floating-point' if mode == 'F' else '16- or 32-bit'} pixels (PIL mode {mode}), which "
+                "Detectron2's read_image would clip to 255; convert them to 8-bit")
     return None
 
 
+_FIXES = {"do not exist": "is the image folder it was registered with right?"}
+
+
+def _check_image_files(records: List[dict], name: str) -> None:
+    """DatasetError naming the count and the first file of the first problem found (see above)."""
+    problems = {}
+    for record in records:
+        path = str(record.get("file_name", ""))
+        if "://" in path:
+            continue
+        problem = _image_file_problem(path)
+        if problem:
+            problems.setdefault(problem, []).append(path)
+    for problem, paths in problems.items():
+        fix = _FIXES.get(problem, "replace them or remove them from the annotations")
+        raise DatasetError(f"dataset '{name}': {len(paths)} of its {len(records)} images {problem}, "
+                           f"e.g. {paths[0]}; {fix}")
+
+
 def clean_records(records: List[dict], name: str) -> List[dict]:
-    """Check that each image exists; drop boxes that are empty or outside their image, clip the
-    ones partly outside (in place), and log one warning with the counts. Returns ``records``.
+    """Check the image files; drop boxes that are empty or outside their image, clip the ones partly
+    outside (in place), and log one warning with the counts. Returns ``records``.
 
     Only absolute XYWH / XYXY boxes of records with ``height`` and ``width`` are checked.
     """
-    missing = [r["file_name"] for r in records
-               if "://" not in str(r.get("file_name", "")) and not os.path.isfile(r.get("file_name", ""))]
-    if missing:
-        raise DatasetError(f"dataset '{name}': {len(missing)} of its {len(records)} images do not exist, "
-                           f"e.g. {missing[0]}; is the image folder it was registered with right?")
+    _check_image_files(records, name)
     total = empty = outside = clipped = 0
     for record in records:
         height, width = record.get("height"), record.get("width")
@@ -192,12 +288,9 @@ def clean_records(records: List[dict], name: str) -> List[dict]:
             kept.append(ann)
         record["annotations"] = kept
     if empty or outside or clipped:
-        message = (f"dataset '{name}': dropped {empty + outside} of {total} boxes ({empty} with zero or negative "
+        _warn_once(f"dataset '{name}': dropped {empty + outside} of {total} boxes ({empty} with zero or negative "
                    f"width or height, {outside} entirely outside their image) and clipped {clipped} "
                    "partly outside boxes to the image")
-        if message not in _WARNED:
-            _WARNED.add(message)
-            logger.warning(message)
     return records
 
 
