@@ -34,7 +34,7 @@ import os
 import stat
 import tempfile
 import traceback
-from typing import Callable, Iterable, List, NamedTuple, Optional
+from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, \
     build_detection_train_loader
@@ -205,35 +205,36 @@ _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _JPEG = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
-def _image_file_problem(path: str) -> Optional[str]:
-    """What is wrong with an image file before decoding it, or None. A stat, and for files that are
-    not JPEGs (always 8-bit) a read of the header."""
+_REPLACE = "replace them or remove them from the annotations"
+
+
+def _image_file_problem(path: str) -> Optional[Tuple[str, str]]:
+    """(what is wrong with an image file before decoding it, the fix), or None. A stat, and for files
+    that are not JPEGs (always 8-bit) a read of the header."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return "do not exist"
+        return "do not exist", "is the image folder it was registered with right?"
     except OSError as e:
-        return f"cannot be looked at ({e.strerror})"
+        return f"cannot be looked at ({e.strerror})", "check the permissions of the image folder"
     if not stat.S_ISREG(st.st_mode):
-        return "are not files (folders or devices)"
+        return "are not files (folders or devices)", _REPLACE
     if st.st_size == 0:
-        return "are empty (0 bytes)"
+        return "are empty (0 bytes)", _REPLACE
     if path.lower().endswith(_JPEG):
         return None
     try:
         with Image.open(path) as image:
             mode = image.mode
     except UnidentifiedImageError:
-        return "are not in an image format PIL can read"
+        return "are not in an image format PIL can read", _REPLACE
     except OSError as e:
-        return f"cannot be read ({e.strerror or e})"
+        return f"cannot be read ({e.strerror or e})", _REPLACE
     if mode in _WIDE_MODES:
         return (f"have {'floating-point' if mode == 'F' else '16- or 32-bit'} pixels (PIL mode {mode}), which "
-                "Detectron2's read_image would clip to 255; convert them to 8-bit")
+                "Detectron2's read_image would clip to 255",
+                "convert them to 8-bit, e.g. (numpy.asarray(image) // 257).astype('uint8') for 16-bit ones")
     return None
-
-
-_FIXES = {"do not exist": "is the image folder it was registered with right?"}
 
 
 def _check_image_files(records: List[dict], name: str) -> None:
@@ -246,8 +247,7 @@ def _check_image_files(records: List[dict], name: str) -> None:
         problem = _image_file_problem(path)
         if problem:
             problems.setdefault(problem, []).append(path)
-    for problem, paths in problems.items():
-        fix = _FIXES.get(problem, "replace them or remove them from the annotations")
+    for (problem, fix), paths in problems.items():
         raise DatasetError(f"dataset '{name}': {len(paths)} of its {len(records)} images {problem}, "
                            f"e.g. {paths[0]}; {fix}")
 
