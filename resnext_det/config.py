@@ -1,12 +1,13 @@
 """The plugin's config node, MODEL.RESNEXT. Only the registered builders read it."""
 import difflib
 import os
+import re
 from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from .config_checks import check_value, check_values, check_yaml_chain, decode, find_key, pairs
+from .config_checks import check_value, check_values, check_yaml_chain, decode, find_key, pairs, short
 from .errors import ConfigError
 
 # Keys whose "unset" value means "as the ARCH preset says".
@@ -68,7 +69,8 @@ def _all_keys(node, prefix=""):
 def _unknown_key_error(where: str, key: str, cfg) -> ConfigError:
     close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else "; see resnext_det/config.py and Detectron2's defaults"
-    return ConfigError(f"{where}: unknown config key {key}{hint}")
+    shown = key if re.fullmatch(r"[\w.]+", key) else short(key)
+    return ConfigError(f"{where}: unknown config key {shown}{hint}")
 
 
 def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:

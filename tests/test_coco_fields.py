@@ -89,7 +89,9 @@ CASES = {
     "image height NaN": (_set("images", 0, "height", float("nan")), STOP, r"height = nan"),
     "category id duplicate": (_set("categories", 1, "id", 1), STOP, r"1 of its 2 categories have the same id"),
     "category id float": (_set("categories", 1, "id", 2.0), STOP, r"categories\[1\].id = 2.0"),
-    "category name missing": (_set("categories", 1, "name", _DELETE), STOP, r"a name that is not a non-empty string"),
+    "category name missing": (_set("categories", 1, "name", _DELETE), STOP, r"1 of its 2 categories have no name, "
+                                                                            r"e.g. categories\[1\] \(id 2\) has no name"),
+    "category name number": (_set("categories", 1, "name", 3), STOP, r"a name that is not a non-empty string"),
     "category name duplicate": (_set("categories", 1, "name", "box"), STOP, r"the same name as an earlier entry"),
     "annotation id missing": (_set("annotations", 2, "id", _DELETE), STOP, r"annotations\[2\] has no id; every "
                                                                            r"annotation needs a unique id"),
@@ -115,10 +117,14 @@ CASES = {
                                          DROP, r"RLE mask of the image's size"),
     "keypoints not triples": (_set("annotations", 1, "keypoints", [1, 2]), DROP, r"keypoints that are not finite"),
     "annotation not an object": (lambda d: d["annotations"].append("box"), DROP, r"an entry that is not an object"),
-    "area negative": (_set("annotations", 0, "area", -5), FILL, r"set the area of 1 annotations to their box's area "
-                                                                r"\(an area that is missing or not a finite number "
-                                                                r">= 0, e.g. annotations\[0\] \(id 1\).area = -5\)"),
-    "area missing": (_set("annotations", 0, "area", _DELETE), FILL, r"has no area"),
+    "area negative": (_set("annotations", 0, "area", -5), FILL, r"set the area of 1 annotations to their box's area, "
+                                                                r"as COCO evaluation needs one \(an area that is not "
+                                                                r"a finite number >= 0, e.g. annotations\[0\] \(id "
+                                                                r"1\).area = -5\)"),
+    "area missing": (_set("annotations", 0, "area", _DELETE), FILL, r"\(no area, e.g. annotations\[0\] \(id 1\) has "
+                                                                    r"no area\)"),
+    "iscrowd missing": (_set("annotations", 2, "iscrowd", _DELETE), FILL, r"set the iscrowd of 1 annotations to 0, as "
+                                                                          r"Detectron2 trains on a missing one"),
 }
 
 

@@ -93,16 +93,26 @@ def _not_ignored(v) -> bool:
 
 # ---- the table ---------------------------------------------------------------------------------------
 
+SAME = "same"  # Rule.missing: a missing field breaks the rule like a wrong value
+
+
 class Rule(NamedTuple):
     section: str  # "images", "categories" or "annotations"
     field: str
-    valid: Callable[..., bool]  # valid(value) or, with ``needs_image``, valid(value, image entry or None)
+    valid: Optional[Callable[..., bool]]  # valid(value) or, with ``needs_image``, valid(value, image or None)
     problem: str  # what an entry breaking the rule has, e.g. "a width that is not a positive whole number"
     action: str  # STOP, DROP or FILL
     fix: str = ""  # what to do about a broken STOP rule
-    required: bool = True  # a missing field breaks the rule (else it is fine)
+    missing: Optional[str] = SAME  # the action when the field is missing; None: an optional field
+    fill: Optional[Callable[[dict], Any]] = None  # FILL: the value from the entry (None: cannot be filled)
+    filled_with: str = ""  # FILL: what the value is, for the warning
     needs_image: bool = False
     unique: bool = False  # two entries with the same value break the rule (the later one is named)
+
+
+def _box_area(entry):
+    width, height = entry["bbox"][2:]
+    return float(width * height) if width > 0 and height > 0 else None  # empty boxes: dropped by validate.py
 
 
 _IMAGE = "every image needs a unique id, a unique file_name and its width and height in pixels"
@@ -120,15 +130,17 @@ RULES: Tuple[Rule, ...] = (
          "add the category to 'categories' (else every object of it would be trained as background), or correct "
          "the category_id"),
     Rule("annotations", "ignore", _not_ignored, "an 'ignore' flag, which Detectron2 does not support", STOP,
-         "remove the flag: mark such regions iscrowd 1, or remove them", required=False),
+         "remove the flag: mark such regions iscrowd 1, or remove them", missing=None),
     Rule("annotations", "image_id", None, "an image_id that names no image", DROP),
     Rule("annotations", "bbox", _box, "a bbox that is not 4 finite numbers [x, y, width, height]", DROP),
-    Rule("annotations", "iscrowd", _crowd, "an iscrowd that is not 0 or 1", DROP, required=False),
+    Rule("annotations", "iscrowd", _crowd, "an iscrowd that is not 0 or 1", DROP, missing=FILL,
+         fill=lambda entry: 0, filled_with="0, as Detectron2 trains on a missing one"),
     Rule("annotations", "segmentation", _segmentation, "a segmentation that is neither polygons of 3+ finite "
-         "points nor an RLE mask of the image's size", DROP, required=False, needs_image=True),
+         "points nor an RLE mask of the image's size", DROP, missing=None, needs_image=True),
     Rule("annotations", "keypoints", _keypoints, "keypoints that are not finite (x, y, visibility) triples", DROP,
-         required=False),
-    Rule("annotations", "area", _area, "an area that is missing or not a finite number >= 0", FILL),
+         missing=None),
+    Rule("annotations", "area", _area, "an area that is not a finite number >= 0", FILL, fill=_box_area,
+         filled_with="their box's area, as COCO evaluation needs one"),
 )
 _REFERENCES = {"image_id": "images", "category_id": "categories"}
 
@@ -163,7 +175,7 @@ class CocoCheck:
             reasons = "; ".join(f"{f.count} with {r.problem}, e.g. {f.example}" for r, f in self.dropped.items())
             parts.append(f"dropped {n} of its {self.annotations} annotations ({reasons})")
         for rule, f in self.filled.items():
-            parts.append(f"set the {rule.field} of {f.count} annotations to their box's {rule.field} "
+            parts.append(f"set the {rule.field} of {f.count} annotations to {rule.filled_with} "
                          f"({rule.problem}, e.g. {f.example})")
         return f"{self.json_file}: " + " and ".join(parts)
 
@@ -211,40 +223,38 @@ def check_coco(data: dict, json_file: str) -> CocoCheck:
                 if dropped and rule.action != STOP:
                     break
                 value = entry.get(rule.field, MISSING)
-                if rule.field in _REFERENCES:
-                    ok = _id(value) and value in known[_REFERENCES[rule.field]]
-                elif value is MISSING:
-                    ok = not rule.required
+                if value is MISSING:
+                    if rule.missing is None:
+                        continue
+                    broken = _missing(rule)
+                elif rule.field in _REFERENCES:
+                    broken = None if _id(value) and value in known[_REFERENCES[rule.field]] else rule
                 elif rule.needs_image:
                     image_id = entry.get("image_id")
-                    ok = rule.valid(value, images_by_id.get(image_id) if _id(image_id) else None)
+                    broken = None if rule.valid(value, images_by_id.get(image_id) if _id(image_id) else None) else rule
                 else:
-                    ok = rule.valid(value)
-                if ok and rule.unique:
+                    broken = None if rule.valid(value) else rule
+                if broken is None and rule.unique:
                     first = seen.setdefault(rule, {}).setdefault(_key(value), i)
                     if first != i:
-                        ok, rule = False, _duplicate(rule)
+                        broken = _duplicate(rule)
                         value = _Shown(f"{short(value, 50)}, as {section}[{first}]")
-                if ok:
+                if broken is None:
                     continue
-                if rule.action == STOP:
-                    found = stops.setdefault(rule, Finding())
-                    found.count += 1
-                    found.example = found.example or _where(section, i, entry, rule.field, value)
-                    continue
-                if rule.action == FILL:  # from the box (the bbox rule comes first)
-                    width, height = entry["bbox"][2:]
-                    if width <= 0 or height <= 0:
-                        continue  # an empty box: validate.py drops it with its geometry checks
-                    entry = dict(entry, **{rule.field: float(width * height)})
-                found = (result.dropped if rule.action == DROP else result.filled).setdefault(rule, Finding())
+                if broken.action == FILL:
+                    filled = broken.fill(entry)
+                    if filled is None:
+                        continue
+                    entry = dict(entry, **{rule.field: filled})
+                found = {STOP: stops, DROP: result.dropped, FILL: result.filled}[broken.action].setdefault(
+                    broken, Finding())
                 found.count += 1
                 found.example = found.example or _where(section, i, entry, rule.field, value)
-                dropped = dropped or rule.action == DROP
+                dropped = dropped or broken.action == DROP
             if section == "annotations" and not dropped:
                 kept.append(entry)
     for rule in RULES:  # the first broken STOP rule, in table order
-        for broken in (rule, _duplicate(rule)):
+        for broken in (rule, _missing(rule), _duplicate(rule)):
             if broken in stops:
                 raise _stop(json_file, broken, stops[broken], len(sections[rule.section]))
     if not_object.count:
@@ -263,6 +273,11 @@ _NOT_OBJECT = Rule("annotations", "", None, "an entry that is not an object", DR
 def _duplicate(rule: Rule) -> Rule:
     """The rule a second entry with the same value of a unique field breaks."""
     return rule._replace(problem=f"the same {rule.field} as an earlier entry", unique=False)
+
+
+def _missing(rule: Rule) -> Rule:
+    """The rule an entry without the field breaks."""
+    return rule._replace(problem=f"no {rule.field}", action=rule.action if rule.missing == SAME else rule.missing)
 
 
 class _Shown(str):
@@ -295,7 +310,9 @@ def read_coco(json_file: str) -> dict:
     except RecursionError:
         raise CocoFileError(f"{json_file} nests too deeply to be a COCO file") from None
     if not isinstance(data, dict):
-        raise CocoFileError(f"{json_file} holds a JSON {type(data).__name__}, not a COCO object with keys "
+        kind = {type(None): "null", bool: "true/false", str: "string", int: "number", float: "number"}.get(
+            type(data), type(data).__name__)
+        raise CocoFileError(f"{json_file} holds a JSON {kind}, not a COCO object with keys "
                             "['images', 'annotations', 'categories']")
     missing = [k for k in ("images", "categories") if not isinstance(data.get(k), list)]
     if "annotations" in data and not isinstance(data["annotations"], list):

@@ -16,9 +16,14 @@ from ..evaluation import FastCOCOEvaluator
 from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
+from ..paths import readable_file, writable_dir
 from .checkpointer import AtomicCheckpointer
+from .disk_space import DiskSpaceCheck
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
+from .exits import keep_tracebacks_in_log_file
 from .resumable import ResumableBatchSampler, StepSeed, build_resumable_train_loader
+from .stop_together import AgreeingLoader, agree
+from .writers import strict_writers
 
 __all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
 
@@ -34,18 +39,18 @@ BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError, DatasetError,
 
 
 def check_inputs(cfg, resume: bool = False):
-    """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing or does not
-    fit; have the datasets checked when loaded (resnext_det/data/validate.py)."""
+    """Fail before any model is built when OUTPUT_DIR cannot be written, a dataset or the MODEL.WEIGHTS
+    file is missing or does not fit; have the datasets checked when loaded (resnext_det/data/validate.py)."""
+    writable_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR", "name a folder that can be written (it is created if missing)")
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
     check_datasets(cfg)
     weights = cfg.MODEL.WEIGHTS
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-    if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
-        raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py "
-                          "(the config's header names the ImageNet weights and the command), or set "
-                          "MODEL.WEIGHTS '' to train from scratch")
     if weights and "://" not in weights and not resuming:
+        readable_file(weights, "MODEL.WEIGHTS", "make it with tools/convert_pretrained.py (the config's header names "
+                                                "the ImageNet weights and the command), or set MODEL.WEIGHTS '' to "
+                                                "train from scratch")
         check_model_weights(cfg, weights)
 
 
@@ -66,6 +71,8 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self.seed)
+        if comm.get_world_size() > 1:  # a process's bad batch stops every process (stop_together.py)
+            data_loader = AgreeingLoader(data_loader, BAD_INPUT)
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=ddp_device_ids(cfg.MODEL.DEVICE))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -76,7 +83,10 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        return [StepSeed()] + super().build_hooks()
+        return [StepSeed(), DiskSpaceCheck()] + super().build_hooks()
+
+    def build_writers(self):
+        return strict_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
@@ -99,10 +109,12 @@ class Trainer(DefaultTrainer):
         return cpu_sync_batchnorm(model) if torch.device(cfg.MODEL.DEVICE).type == "cpu" else model
 
     def run_step(self):
+        failure = None
         try:
             super().run_step()
-        except FloatingPointError as e:
-            raise TrainingDivergedError(_diverged_message(e, self.iter, self.cfg)) from None
+        except FloatingPointError as e:  # raised by the main process only: every process stops with it
+            failure = TrainingDivergedError(_diverged_message(e, self.iter, self.cfg))
+        agree(failure)
 
     @classmethod
     def build_train_loader(cls, cfg, seed=None):
@@ -164,5 +176,6 @@ def setup_cfg(args):
     # This package's log lines beside Detectron2's: on screen (rank 0) and in OUTPUT_DIR/log.txt*.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det", abbrev_name="rx",
                  enable_propagation=True)
+    keep_tracebacks_in_log_file()  # the tools print one line for these errors; log.txt keeps the traceback
     cpu_threads_per_process(cfg.MODEL.DEVICE)
     return cfg
