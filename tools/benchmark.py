@@ -14,7 +14,6 @@ process (ours, ours fused, the peer, ours, ...), on the same weights and input. 
     python tools/benchmark.py coco-eval
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +24,10 @@ import torch
 import resnext_det  # noqa: F401  (registers the backbones)
 from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_detector_peer, fused_copy,
                                    interleaved, peak_memory, timm_backbone_peer)
+from resnext_det.engine.exits import error_message
 from resnext_det.errors import ConfigError
+from resnext_det.paths import writable_file_path
+from resnext_det.strict_json import write_json
 
 GiB = 1024 ** 3
 
@@ -330,6 +332,8 @@ def argument_parser():
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
+    if args.json:  # checked now, not after the measurement
+        writable_file_path(args.json, "--json")
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
            "coco-eval": bench_coco_eval}[args.what]
@@ -338,16 +342,15 @@ def main(argv=None):
     report["context"]["wall_seconds"] = time.perf_counter() - start
     print_table(report)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report, indent=1)  # strict JSON: a NaN figure is null, with a note
     return report
 
 
 def cli(argv=None):
     try:
         return main(argv)
-    except (ConfigError, ImportError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, ImportError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
 
 
 if __name__ == "__main__":

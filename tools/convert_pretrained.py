@@ -14,6 +14,8 @@ import sys
 import resnext_det
 from resnext_det import ConfigError
 from resnext_det.checkpoint import SOURCES, convert_state_dict, input_settings, read_state_dict, save_detectron2_checkpoint
+from resnext_det.engine.exits import error_message
+from resnext_det.paths import readable_file, writable_file_path
 
 
 def parse_args(argv=None):
@@ -32,10 +34,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        readable_file(args.input, "input weights")
+        writable_file_path(args.output, "output")
         result = convert_state_dict(read_state_dict(args.input), args.source, args.arch)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+        save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+    except (ConfigError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
     print(f"wrote {args.output}: {len(result.state_dict)} tensors for {args.arch}")
     for why in sorted(set(result.dropped.values())):
         keys = [k for k, reason in result.dropped.items() if reason == why]

@@ -34,6 +34,7 @@ import os
 import stat
 import tempfile
 import traceback
+from collections import Counter
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, \
@@ -44,7 +45,7 @@ from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
 from PIL import Image, UnidentifiedImageError
 
-from .coco_fields import CocoCheck, CocoFileError, check_coco_file
+from .coco_fields import CocoCheck, CocoFileError, check_coco_file, read_coco
 
 __all__ = ["DatasetError", "check_datasets", "clean_records", "cleaned_ground_truth", "train_mapper",
            "build_train_loader", "build_test_loader"]
@@ -127,6 +128,7 @@ def _warn_once(message: str) -> None:
 
 def _checked_records(name: str, load) -> List[dict]:
     json_file = _json_file(name)
+    _CLEANED_GT.pop(name, None)
     if hasattr(load, "_prepare"):
         load._prepare()
     check = _check_json(name, json_file) if json_file else None
@@ -143,8 +145,10 @@ def _checked_records(name: str, load) -> List[dict]:
     if not records:
         raise DatasetError(f"dataset '{name}' has no images: "
                            f"{f'{json_file} lists none' if json_file else 'its loader returned an empty list'}")
-    records = clean_records(records, name)
+    fitted = clean_records(records, name)
     use = _SETTINGS.get(name, _Use(False, False, True, False))
+    if use.test and check is not None and (fitted["empty"] or fitted["outside"] or fitted["clipped"]):
+        _CLEANED_GT[name] = _fit_ground_truth(check.cleaned or read_coco(json_file))
     # Without the filter, an image set with no boxes may be added on purpose (background only).
     if use.train and (use.filter_empty or use.only_train) and not any(_usable(r) for r in records):
         why = f"{json_file} has no annotations" if check is not None and not check.annotations else ""
@@ -252,14 +256,31 @@ def _check_image_files(records: List[dict], name: str) -> None:
                            f"e.g. {paths[0]}; {fix}")
 
 
-def clean_records(records: List[dict], name: str) -> List[dict]:
+def fit_box(box, xywh: bool, width, height) -> Tuple[str, Optional[list]]:
+    """("empty" | "outside" | "clipped" | "kept", the box to keep or None) for an absolute box of an
+    image of ``width`` x ``height``: empty (zero or negative size, not finite) and entirely outside:
+    dropped; partly outside: clipped to the image."""
+    x0, y0, a, b = (float(v) for v in box)
+    x1, y1 = (x0 + a, y0 + b) if xywh else (a, b)
+    if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 <= x0 or y1 <= y0:
+        return "empty", None
+    inside = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+    if inside[2] <= inside[0] or inside[3] <= inside[1]:
+        return "outside", None
+    if inside == (x0, y0, x1, y1):
+        return "kept", box
+    x0, y0, x1, y1 = inside
+    return "clipped", [x0, y0, x1 - x0, y1 - y0] if xywh else list(inside)
+
+
+def clean_records(records: List[dict], name: str) -> Counter:
     """Check the image files; drop boxes that are empty or outside their image, clip the ones partly
-    outside (in place), and log one warning with the counts. Returns ``records``.
+    outside (:func:`fit_box`, in place), and log one warning with the counts. Returns the counts.
 
     Only absolute XYWH / XYXY boxes of records with ``height`` and ``width`` are checked.
     """
     _check_image_files(records, name)
-    total = empty = outside = clipped = 0
+    counts = Counter()
     for record in records:
         height, width = record.get("height"), record.get("width")
         annotations = record.get("annotations")
@@ -271,27 +292,28 @@ def clean_records(records: List[dict], name: str) -> List[dict]:
             if box is None or mode not in (BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) or len(box) != 4:
                 kept.append(ann)
                 continue
-            total += 1
-            x0, y0, a, b = (float(v) for v in box)
-            x1, y1 = (x0 + a, y0 + b) if mode == BoxMode.XYWH_ABS else (a, b)
-            if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 <= x0 or y1 <= y0:
-                empty += 1
-                continue
-            inside = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
-            if inside[2] <= inside[0] or inside[3] <= inside[1]:
-                outside += 1
-                continue
-            if inside != (x0, y0, x1, y1):
-                clipped += 1
-                x0, y0, x1, y1 = inside
-                ann = dict(ann, bbox=[x0, y0, x1 - x0, y1 - y0] if mode == BoxMode.XYWH_ABS else list(inside))
-            kept.append(ann)
+            outcome, fitted = fit_box(box, mode == BoxMode.XYWH_ABS, width, height)
+            counts[outcome] += 1
+            if fitted is not None:
+                kept.append(ann if fitted is box else dict(ann, bbox=fitted))
         record["annotations"] = kept
-    if empty or outside or clipped:
-        _warn_once(f"dataset '{name}': dropped {empty + outside} of {total} boxes ({empty} with zero or negative "
-                   f"width or height, {outside} entirely outside their image) and clipped {clipped} "
-                   "partly outside boxes to the image")
-    return records
+    if counts["empty"] or counts["outside"] or counts["clipped"]:
+        _warn_once(f"dataset '{name}': dropped {counts['empty'] + counts['outside']} of {sum(counts.values())} boxes "
+                   f"({counts['empty']} with zero or negative width or height, {counts['outside']} entirely outside "
+                   f"their image) and clipped {counts['clipped']} partly outside boxes to the image")
+    return counts
+
+
+def _fit_ground_truth(data: dict) -> dict:
+    """A COCO file's content with :func:`fit_box` applied to its annotations, as to the loaded records:
+    the ground truth of an evaluation is what the loader gave the model."""
+    sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
+    annotations = []
+    for ann in data.get("annotations", []):
+        outcome, fitted = fit_box(ann["bbox"], True, *sizes[ann["image_id"]])
+        if fitted is not None:
+            annotations.append(ann if fitted is ann["bbox"] else dict(ann, bbox=fitted))
+    return dict(data, annotations=annotations)
 
 
 class _ImageErrorsNamed:
