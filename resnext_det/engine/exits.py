@@ -59,9 +59,11 @@ def keep_tracebacks_in_log_file(types: Optional[tuple] = None,
     """Keep log records carrying an exception of ``types`` (default :func:`one_line_errors`) off the
     terminal handlers of ``loggers``; file handlers keep them. Idempotent."""
     types = types or one_line_errors()
+    # By stream: Detectron2's log file handler is a StreamHandler too.
+    terminal = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     for name in loggers:
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and \
+            if getattr(handler, "stream", None) in terminal and \
                     not any(isinstance(f, _NoHandledTracebacks) for f in handler.filters):
                 handler.addFilter(_NoHandledTracebacks(types))
 

@@ -2,10 +2,12 @@
 import logging
 import os
 import re
+import sys
 import weakref
 
 import torch
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.engine import hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -95,6 +97,16 @@ class Trainer(DefaultTrainer):
             sampler.seed, sampler.start = self.seed, self.start_iter
             if self.start_iter:
                 logger.info("Resuming the data stream of seed %d at batch %d", self.seed, self.start_iter)
+
+    def after_train(self):
+        if sys.exc_info()[1] is None:
+            return super().after_train()
+        # Stopped by an error (also at the last iteration): the logs are written, but the failed model is
+        # neither saved as model_final nor evaluated.
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            if isinstance(hook, (hooks.IterationTimer, hooks.PeriodicWriter)):
+                hook.after_train()
 
     def state_dict(self):
         return dict(super().state_dict(), seed=self.seed)
