@@ -12,8 +12,11 @@ process (ours, ours fused, the peer, ours, ...), on the same weights and input. 
     python tools/benchmark.py detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml
     # COCO evaluation: faster-coco-eval vs pycocotools on 5000 images x 100 detections
     python tools/benchmark.py coco-eval
+    # the dataset checks (docs/reliability.md) against Detectron2's load_coco_json, on a COCO-size json
+    python tools/benchmark.py dataset-checks
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -253,6 +256,51 @@ def bench_coco_eval(args):
     return rows_with_context(rows, args, peer="pycocotools")
 
 
+def bench_dataset_checks(args):
+    """What the plugin's dataset checks add to loading a COCO-size dataset: the field checks of the
+    annotation file (read_coco + check_coco) against Detectron2's load_coco_json of the same file, and the
+    pre-flight check of one image file (a stat for JPEGs; a stat and a header read for other formats)."""
+    import tempfile
+
+    from detectron2.data.datasets import load_coco_json
+    from PIL import Image
+
+    from resnext_det.data.coco_fields import check_coco, read_coco
+    from resnext_det.data.validate import _image_file_problem
+
+    if args.images < 1 or args.files < 1:
+        raise ConfigError(f"--images {args.images} --files {args.files}: both must be at least 1")
+    gt, _ = synthetic_coco(args.images, 15)
+    for image in gt["images"]:
+        image["file_name"] = f"{image['id']:012d}.jpg"
+    for ann in gt["annotations"]:  # a 12-point polygon, as COCO's instances files have (about 24 numbers)
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[v for t in range(12) for v in (x + w * (0.5 + 0.5 * np.cos(t / 12 * 2 * np.pi)),
+                                                                y + h * (0.5 + 0.5 * np.sin(t / 12 * 2 * np.pi)))]]
+    with tempfile.TemporaryDirectory() as folder:
+        json_file = os.path.join(folder, "instances.json")
+        with open(json_file, "w") as f:
+            json.dump(gt, f)
+        size = os.path.getsize(json_file)
+        calls = {"plugin field checks": lambda: check_coco(read_coco(json_file), json_file),
+                 "load_coco_json": lambda: load_coco_json(json_file, folder, None)}
+        timings = interleaved(calls, args.repeats, warmup=0)
+        label = f"COCO json, {args.images} images, {len(gt['annotations'])} annotations, {size / 1e6:.0f} MB (s)"
+        rows = _rows(label, timings, peer="load_coco_json")
+        files = {}
+        for ext in ("jpg", "png"):
+            for i in range(args.files):
+                path = os.path.join(folder, f"{i:06d}.{ext}")
+                Image.new("RGB", (64, 48), (i % 255, 0, 0)).save(path)
+                files.setdefault(ext, []).append(path)
+        calls = {f"{ext} files": (lambda paths=paths: [_image_file_problem(p) for p in paths])
+                 for ext, paths in files.items()}
+        timings = interleaved(calls, args.repeats, warmup=1)
+        rows += _rows("pre-flight check of 1000 image files, cache warm (s)", timings, peer="jpg files",
+                      per=args.files / 1000)
+    return rows_with_context(rows, args, peer="load_coco_json")
+
+
 def rows_with_context(rows, args, peer):
     context = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "repeats": args.repeats, "amp": getattr(args, "amp", "none"), "peer": peer,
@@ -322,6 +370,12 @@ def argument_parser():
     m.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     common(m, 7)
 
+    k = sub.add_parser("dataset-checks", help="the plugin's dataset checks against Detectron2's loading")
+    k.add_argument("--images", type=int, default=118287, help="images in the COCO json (COCO train2017: 118287)")
+    k.add_argument("--files", type=int, default=2000, help="image files of each format for the pre-flight check")
+    k.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(k, 3)
+
     c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
     c.add_argument("--images", type=int, default=5000)
     c.add_argument("--dets", type=int, default=100, help="detections per image")
@@ -336,7 +390,7 @@ def main(argv=None):
         writable_file_path(args.json, "--json")
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
-           "coco-eval": bench_coco_eval}[args.what]
+           "coco-eval": bench_coco_eval, "dataset-checks": bench_dataset_checks}[args.what]
     start = time.perf_counter()
     report = run(args)
     report["context"]["wall_seconds"] = time.perf_counter() - start

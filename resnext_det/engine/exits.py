@@ -56,9 +56,10 @@ class _NoHandledTracebacks(logging.Filter):
 
 def keep_tracebacks_in_log_file(types: Optional[tuple] = None,
                                 loggers=("detectron2", "resnext_det", "fvcore", "")) -> None:
-    """Keep log records carrying an exception of ``types`` (default :func:`one_line_errors`) off the
-    terminal handlers of ``loggers``; file handlers keep them. Idempotent."""
-    types = types or one_line_errors()
+    """Keep log records carrying an exception of ``types`` (default :func:`one_line_errors`, and
+    Detectron2's FloatingPointError for a NaN loss, which the trainer turns into one) off the terminal
+    handlers of ``loggers``; file handlers keep them. Idempotent."""
+    types = types or one_line_errors() + (FloatingPointError,)
     # By stream: Detectron2's log file handler is a StreamHandler too.
     terminal = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     for name in loggers:
@@ -85,9 +86,11 @@ def exit_with_error(error: BaseException) -> None:
 def errors_of_launched_processes() -> Iterator[Callable[[], Optional[str]]]:
     """Around ``launch(...)``: processes it starts hand their error line to this process. Yields a
     function returning the line of the lowest-ranked process that left one (None if none did)."""
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")  # "Terminating process ...": the others, on purpose
     with tempfile.TemporaryDirectory(prefix="resnext_det-errors-") as folder:
-        previous = os.environ.get(_ERROR_DIR)
+        previous, level = os.environ.get(_ERROR_DIR), spawn_log.level
         os.environ[_ERROR_DIR] = folder
+        spawn_log.setLevel(logging.ERROR)
 
         def first_line() -> Optional[str]:
             names = sorted(n for n in os.listdir(folder) if not n.endswith(".tmp"))
@@ -99,6 +102,7 @@ def errors_of_launched_processes() -> Iterator[Callable[[], Optional[str]]]:
         try:
             yield first_line
         finally:
+            spawn_log.setLevel(level)
             if previous is None:
                 os.environ.pop(_ERROR_DIR, None)
             else:
