@@ -16,6 +16,7 @@ every dataset, COCO-format or not.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -54,8 +55,16 @@ def _name(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
+def _numbers(values) -> bool:
+    """All finite numbers, none a bool (one pass for the type, one sum for finiteness: polygons are long)."""
+    try:
+        return all(type(v) is int or type(v) is float for v in values) and math.isfinite(sum(values))
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
 def _box(v) -> bool:
-    return isinstance(v, list) and len(v) == 4 and all(map(_number, v))
+    return isinstance(v, list) and len(v) == 4 and _numbers(v)
 
 
 def _crowd(v) -> bool:
@@ -67,7 +76,7 @@ def _area(v) -> bool:
 
 
 def _polygon(p) -> bool:
-    return isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_number, p))
+    return isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and _numbers(p)
 
 
 def _segmentation(v, image) -> bool:
@@ -84,7 +93,7 @@ def _segmentation(v, image) -> bool:
 
 
 def _keypoints(v) -> bool:
-    return isinstance(v, list) and len(v) % 3 == 0 and all(map(_number, v))
+    return isinstance(v, list) and len(v) % 3 == 0 and _numbers(v)
 
 
 def _not_ignored(v) -> bool:
@@ -296,13 +305,16 @@ def _key(value):
         return repr(value)
 
 
-def read_coco(json_file: str) -> dict:
-    """The content of a COCO-format file, or CocoFileError for a file that is not one: invalid JSON,
-    not an object, no ``images`` / ``categories`` list, an ``annotations`` that is not a list. A file
-    without ``annotations`` (image lists for inference, like COCO's test-dev) is fine."""
+def read_coco(json_file: str, content: Optional[bytes] = None) -> dict:
+    """The content of a COCO-format file (``content``: its bytes, if already read), or CocoFileError for a
+    file that is not one: invalid JSON, not an object, no ``images`` / ``categories`` list, an
+    ``annotations`` that is not a list. A file without ``annotations`` (image lists for inference, like
+    COCO's test-dev) is fine."""
     try:
-        with open(json_file, "rb") as f:
-            data = json.loads(f.read().decode("utf-8"))
+        if content is None:
+            with open(json_file, "rb") as f:
+                content = f.read()
+        data = json.loads(content.decode("utf-8"))
     except json.JSONDecodeError as e:
         raise CocoFileError(f"{json_file} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except UnicodeDecodeError:
@@ -325,17 +337,41 @@ def read_coco(json_file: str) -> dict:
     return data
 
 
-_CHECKED: Dict[tuple, CocoCheck] = {}
+# Files found clean, by the digest of their content and of these rules: in this process, and on disk
+# (<cache>/checked-annotations/) so that later runs and the other processes of a run skip the parse.
+_CLEAN: Dict[str, CocoCheck] = {}
+_RULES_DIGEST = hashlib.sha1(open(__file__, "rb").read()).hexdigest()
+
+
+def _marker(digest: str) -> str:
+    from .datasets import default_cache_dir
+
+    return os.path.join(str(default_cache_dir()), "checked-annotations", digest)
 
 
 def check_coco_file(json_file: str) -> CocoCheck:
-    """:func:`read_coco` + :func:`check_coco`. A file found clean is not read again while its size and
-    modification time stay the same (a test set is loaded at every evaluation)."""
-    st = os.stat(json_file)
-    key = (os.path.realpath(json_file), st.st_size, st.st_mtime_ns)
-    found = _CHECKED.get(key)
+    """:func:`read_coco` + :func:`check_coco`, unless this content was found clean before (the file is
+    still read and hashed: about 1 s per GB, against a JSON parse of about 30 s per GB)."""
+    with open(json_file, "rb") as f:
+        content = f.read()
+    digest = hashlib.sha1(content + _RULES_DIGEST.encode()).hexdigest()
+    found = _CLEAN.get(digest)
     if found is None:
-        found = check_coco(read_coco(json_file), json_file)
-        if not found.changed:  # (a cleaned content is not kept here: it is as large as the file)
-            _CHECKED[key] = found
+        try:
+            with open(_marker(digest)) as f:
+                found = CocoCheck(json_file, annotations=json.load(f)["annotations"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    if found is not None:
+        return found if found.json_file == json_file else CocoCheck(json_file, annotations=found.annotations)
+    found = check_coco(read_coco(json_file, content), json_file)
+    if not found.changed:  # (a cleaned content is not kept: it is as large as the file)
+        _CLEAN[digest] = found
+        try:
+            os.makedirs(os.path.dirname(_marker(digest)), exist_ok=True)
+            with open(_marker(digest) + f".{os.getpid()}", "w") as f:
+                json.dump({"json_file": os.path.abspath(json_file), "annotations": found.annotations}, f)
+            os.replace(_marker(digest) + f".{os.getpid()}", _marker(digest))
+        except OSError:  # a read-only cache folder: checked again next time
+            pass
     return found

@@ -81,18 +81,30 @@ class DatasetError(ValueError):
 def check_datasets(cfg) -> None:
     """Have every dataset of DATASETS.TRAIN and DATASETS.TEST checked whenever it is loaded.
 
-    The training sets are then checked when the trainer loads them, right after building the model;
-    the test sets are loaded (and checked) once now, so that a broken test set stops the run
-    before training rather than at the first evaluation.
+    The annotation files of the training sets are checked now (their records are checked when the
+    trainer loads them, after building the model); the test sets are loaded (and checked) now, so
+    that a broken dataset stops the run before training rather than at the first evaluation.
     """
     train, test = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.TEST)
     for name in train + [n for n in test if n not in train]:
         _SETTINGS[name] = _Use(name in train, train == [name], bool(cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS),
                                name in test)
         _install(name)
+    for name in train:
+        json_file = _json_file(name)
+        if json_file:
+            _prepare(DatasetCatalog[name])
+            _check_json(name, json_file)  # found clean: remembered, not parsed again when loaded
     for name in test:
         if name not in train:
             DatasetCatalog.get(name)
+
+
+def _prepare(load) -> None:
+    """Have a loader make its files if it does that (the shapes datasets draw theirs on first use)."""
+    load = getattr(load, "_load", load)
+    if hasattr(load, "_prepare"):
+        load._prepare()
 
 
 def cleaned_ground_truth(name: str) -> Optional[dict]:
@@ -110,7 +122,7 @@ def _install(name: str) -> None:
     def checked():
         return _checked_records(name, load)
 
-    checked._checked = True
+    checked._checked, checked._load = True, load
     DatasetCatalog.remove(name)
     DatasetCatalog.register(name, checked)
 
@@ -129,8 +141,7 @@ def _warn_once(message: str) -> None:
 def _checked_records(name: str, load) -> List[dict]:
     json_file = _json_file(name)
     _CLEANED_GT.pop(name, None)
-    if hasattr(load, "_prepare"):
-        load._prepare()
+    _prepare(load)
     check = _check_json(name, json_file) if json_file else None
     if check is not None and check.changed:
         _warn_once(f"dataset '{name}': {check.summary()}")
