@@ -212,3 +212,20 @@ def test_16_bit_grayscale_image_is_refused_before_training(coco):
     assert str(error) == (f"dataset '{name}': 1 of its 2 images have 16- or 32-bit pixels (PIL mode I;16), which "
                           f"Detectron2's read_image would clip to 255, e.g. {folder}/000.png; convert them to 8-bit, "
                           "e.g. (numpy.asarray(image) // 257).astype('uint8') for 16-bit ones")
+
+
+def test_the_docs_table_is_the_rules_table():
+    """docs/reliability.md lists each rule with the actions the code takes."""
+    from resnext_det.data.coco_fields import SAME
+
+    from conftest import ROOT
+
+    documented = {}
+    for line in open(os.path.join(ROOT, "docs", "reliability.md"), encoding="utf-8"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in ("images", "categories", "annotations") and cells[1].startswith("`"):
+            for field in re.findall(r"`(\w+)`", cells[1]):
+                documented[(cells[0], field)] = (cells[3].split()[0].rstrip(":"), cells[4].split()[0].rstrip(":"))
+    actual = {(r.section, r.field): ("fine" if r.missing is None else r.action if r.missing == SAME else r.missing,
+                                     r.action) for r in RULES}
+    assert documented == actual
