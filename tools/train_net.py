@@ -71,7 +71,8 @@ def cli(argv=None):
         cfg = load_config(args.config_file, args.opts)
         # One run per OUTPUT_DIR (held by the first machine); --resume compared with the saved config.
         with hold_output_dir(cfg, args.resume, "evaluation" if args.eval_only else "training",
-                             lock=args.machine_rank == 0) as args.resume_notes:
+                             lock=args.machine_rank == 0) as notes:
+            args.resume_notes = notes  # for the log, once main() has set it up
             if args.num_gpus * args.num_machines > 1:  # here once, rather than the same error from every process
                 check_inputs(cfg, resume=args.resume)
             with errors_of_launched_processes() as first_error:

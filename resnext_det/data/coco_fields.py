@@ -364,7 +364,9 @@ def check_coco_file(json_file: str) -> CocoCheck:
             pass
     if found is not None:
         return found if found.json_file == json_file else CocoCheck(json_file, annotations=found.annotations)
-    found = check_coco(read_coco(json_file, content), json_file)
+    data = read_coco(json_file, content)
+    del content  # (as large as the file)
+    found = check_coco(data, json_file)
     if not found.changed:  # (a cleaned content is not kept: it is as large as the file)
         _CLEAN[digest] = found
         try:
