@@ -229,20 +229,20 @@ def test_training_stops_with_one_line_when_a_checkpoint_cannot_be_written(tiny_s
 
     real, calls = checkpointer.atomic_write, []
 
-    def second_checkpoint_fails(path, write):
+    def final_checkpoint_fails(path, write):
         calls.append(path)
-        if path.endswith("model_0000003.pth"):
+        if path.endswith("model_final.pth"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, write)
 
-    monkeypatch.setattr(checkpointer, "atomic_write", second_checkpoint_fails)
+    monkeypatch.setattr(checkpointer, "atomic_write", final_checkpoint_fails)
     out = tmp_path / "out"
     line = _exit_line(lambda: train_net.cli(["--config-file", DEMO_CONFIG] + TINY + [
-        "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", str(out)]))
-    assert line == (f"error: could not write {out}/model_0000003.pth (No space left on device); the previous "
-                    "checkpoint model_0000001.pth is intact and last_checkpoint names it: free space and rerun with "
+        "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", str(out)]))
+    assert line == (f"error: could not write {out}/model_final.pth (No space left on device); the previous "
+                    "checkpoint model_0000003.pth is intact and last_checkpoint names it: free space and rerun with "
                     "--resume to continue from it")
-    assert (out / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert (out / "last_checkpoint").read_text() == "model_0000003.pth"
     log = (out / "log.txt").read_text()
     assert "Exception during training" in log and "Traceback" in log  # the detail stays in the log
 
