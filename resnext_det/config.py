@@ -1,5 +1,6 @@
 """The plugin's config node, MODEL.RESNEXT. Only the registered builders read it."""
 import difflib
+import logging
 import os
 import re
 from typing import Optional, Sequence
@@ -100,10 +101,15 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
 def _merge_file(cfg, config_file: str) -> None:
     if not config_file.endswith(".py"):  # (Python configs are LazyConfig's)
         check_yaml_chain(config_file)
+    fvcore_log = logging.getLogger("fvcore.common.config")  # its unsafe_load warning: once, from merge_from_file
+    level = fvcore_log.level
+    fvcore_log.setLevel(logging.ERROR)
     try:
         data = CN.load_yaml_with_base(config_file, allow_unsafe=True)
     except Exception as e:  # what check_yaml_chain does not know: e.g. a _BASE_ given as a URL
         raise ConfigError(f"{config_file} could not be read: {type(e).__name__}: {_one_line(e)}") from None
+    finally:
+        fvcore_log.setLevel(level)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config_file!r} holds a YAML {type(data).__name__}, not a mapping of config keys")
     check_values(config_file, data, cfg, unknown=lambda k: _unknown_key_error(config_file, k, cfg))

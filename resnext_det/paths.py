@@ -181,11 +181,12 @@ def check_free_space(path, needed: int, what: str, for_what: str, fix: str = "")
 def coco_dataset_paths(json_file, image_root, name: str = "") -> None:
     """The paths of a COCO-format dataset (``register_coco_instances`` / ``--register-coco``): the
     annotation file is a readable, non-empty file, the image folder a listable folder."""
-    of = f" of dataset '{name}'" if name else ""
+    dataset = f"dataset '{name}': " if name else ""
     if is_local(json_file):
-        readable_file(json_file, f"annotation file{of}", "pass the COCO-format .json of the dataset")
+        readable_file(json_file, f"{dataset}annotation file", "pass the COCO-format .json of the dataset")
     if is_local(image_root):
-        existing_dir(image_root, f"image folder{of}", "pass the folder the json's file_name entries are relative to")
+        existing_dir(image_root, f"{dataset}image folder", "pass the folder the json's file_name entries are "
+                                                           "relative to")
 
 
 def is_disk_full(error: BaseException) -> bool:

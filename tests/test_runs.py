@@ -305,3 +305,26 @@ def test_a_bad_image_during_training_is_one_line_on_the_terminal_and_a_traceback
     assert "Traceback" not in terminal and "Exception during training" not in terminal, terminal[-3000:]
     log = (out / "log.txt").read_text()
     assert "Exception during training" in log and "Traceback" in log
+
+
+def test_dataset_paths_of_the_wrong_kind_are_named(tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    from resnext_det.data import check_dataset_available
+
+    (tmp_path / "images").write_text("not a folder")
+    (tmp_path / "ann.json").mkdir()
+    register_coco_instances("paths_of_wrong_kind", {}, str(tmp_path / "ann.json"), str(tmp_path / "images"))
+    try:
+        with pytest.raises(PathError, match=rf"^dataset 'paths_of_wrong_kind': annotation file {tmp_path}/ann.json is "
+                                            r"a folder, not a file; pass the COCO-format .json of the dataset$"):
+            check_dataset_available("paths_of_wrong_kind")
+        (tmp_path / "ann.json").rmdir()
+        (tmp_path / "ann.json").write_text("{}")
+        with pytest.raises(PathError, match=r"^dataset 'paths_of_wrong_kind': image folder .*images is a file, not a "
+                                            r"folder; pass the folder the json's file_name entries are relative to$"):
+            check_dataset_available("paths_of_wrong_kind")
+    finally:
+        DatasetCatalog.remove("paths_of_wrong_kind")
+        MetadataCatalog.remove("paths_of_wrong_kind")
