@@ -99,3 +99,20 @@ def test_coco_eval_with_fewer_detections_than_objects_and_bad_counts():
     assert all(row["identical_stats"] for row in report["rows"])
     with pytest.raises(SystemExit, match="--images 0 --dets 100: both must be at least 1"):
         benchmark.cli(["coco-eval", "--images", "0", "--repeats", "1"])
+
+
+def test_dataset_checks_and_stop_together(tmp_path):
+    """The costs docs/reliability.md names: the field checks against load_coco_json, the image pre-flight
+    per format, and one agree() among two processes. --json is strict JSON."""
+    from conftest import load_strict_json
+
+    out = tmp_path / "checks.json"
+    report = benchmark.main(["dataset-checks", "--images", "40", "--files", "3", "--repeats", "1",
+                             "--json", str(out)])
+    assert set(_rows(report, "COCO json, 40 images")) == {"plugin field checks", "load_coco_json"}
+    assert set(_rows(report, "pre-flight check of 1000 image files")) == {"jpg files", "png files"}
+    assert load_strict_json(out.read_text())["rows"] == json.loads(json.dumps(report["rows"]))
+    report = benchmark.main(["stop-together", "--processes", "2", "--calls", "20", "--repeats", "2"])
+    (row,) = report["rows"]
+    assert row["measure"] == "agree() among 2 gloo processes, one call (s)" and len(row["all_seconds"]) == 2
+    assert all(s > 0 for s in row["all_seconds"])

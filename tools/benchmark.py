@@ -14,6 +14,8 @@ process (ours, ours fused, the peer, ours, ...), on the same weights and input. 
     python tools/benchmark.py coco-eval
     # the dataset checks (docs/reliability.md) against Detectron2's load_coco_json, on a COCO-size json
     python tools/benchmark.py dataset-checks
+    # the per-step cost of stopping every process together on bad input (two such calls a step)
+    python tools/benchmark.py stop-together --processes 2
 """
 import argparse
 import json
@@ -301,6 +303,24 @@ def bench_dataset_checks(args):
     return rows_with_context(rows, args, peer="load_coco_json")
 
 
+def bench_stop_together(args):
+    """The per-step cost of stopping all processes together (stop_together.py): one agree() call, a
+    one-element all-reduce among ``--processes`` gloo processes on this machine (two calls a step)."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from resnext_det.benchmark import Timing, time_agree
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "seconds.pt")
+        mp.start_processes(time_agree, args=(args.processes, os.path.join(folder, "init"), args.calls,
+                                                args.repeats, out), nprocs=args.processes, start_method="spawn")
+        timing = Timing(seconds=torch.load(out))
+    rows = _rows(f"agree() among {args.processes} gloo processes, one call (s)", {"agree": timing}, peer="agree")
+    return rows_with_context(rows, args, peer="agree")
+
+
 def rows_with_context(rows, args, peer):
     context = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "repeats": args.repeats, "amp": getattr(args, "amp", "none"), "peer": peer,
@@ -376,6 +396,12 @@ def argument_parser():
     k.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     common(k, 3)
 
+    t = sub.add_parser("stop-together", help="the per-step cost of stopping all processes together")
+    t.add_argument("--processes", type=int, default=2)
+    t.add_argument("--calls", type=int, default=1000, help="agree() calls per timed repeat")
+    t.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(t, 5)
+
     c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
     c.add_argument("--images", type=int, default=5000)
     c.add_argument("--dets", type=int, default=100, help="detections per image")
@@ -390,7 +416,8 @@ def main(argv=None):
         writable_file_path(args.json, "--json")
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
-           "coco-eval": bench_coco_eval, "dataset-checks": bench_dataset_checks}[args.what]
+           "coco-eval": bench_coco_eval, "dataset-checks": bench_dataset_checks,
+           "stop-together": bench_stop_together}[args.what]
     start = time.perf_counter()
     report = run(args)
     report["context"]["wall_seconds"] = time.perf_counter() - start
