@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from .config_checks import check_value, check_values, check_yaml_chain, decode, find_key, pairs, short
+from .config_checks import check_ranges, check_value, check_values, check_yaml_chain, decode, find_key, pairs, short
 from .errors import ConfigError
 
 # Keys whose "unset" value means "as the ARCH preset says".
@@ -78,8 +78,8 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
     """Detectron2's defaults + MODEL.RESNEXT + SOLVER.OPTIMIZER, then a YAML file, then ``KEY VALUE`` overrides.
 
     Every failure (missing, unreadable or empty file, a ``_BASE_`` that is missing or loops, invalid
-    YAML, unknown key, odd override list, a value of the wrong type) raises a one-line ConfigError that
-    names the file or key (config_checks.py).
+    YAML, unknown key, odd override list, a value of the wrong type or out of range) raises a one-line
+    ConfigError that names the file or key (config_checks.py).
     """
     cfg = add_solver_config(add_resnext_config(get_cfg()))
     if config_file:
@@ -95,6 +95,7 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
         if isinstance(value, (list, tuple)) and isinstance(node[leaf], (list, tuple)):
             value = type(node[leaf])(value)
         node[leaf] = value
+    check_ranges(cfg)
     return cfg
 
 

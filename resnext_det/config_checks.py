@@ -8,7 +8,9 @@ exceptions from deep inside (a ``_BASE_`` loop recurses until Python gives up). 
   list of paths (relative to the file that names it, as Detectron2 resolves them); no loops;
 * a value has the default's type (list and tuple interchangeable; ``None`` only where the default is
   None), the elements of a list have the kind of the default's elements (numbers, strings, true/false,
-  lists), and numbers are finite.
+  lists), and numbers are finite;
+* the values Detectron2 reads without checking (batch size, iterations, sizes, device, ...) are in
+  their range (:data:`VALUE_RULES`).
 """
 import math
 import os
@@ -194,3 +196,59 @@ def pairs(opts: Iterable) -> List[tuple]:
         if not isinstance(key, str):
             raise ConfigError(f"command-line override: keys are dotted names like SOLVER.BASE_LR, got {short(key)}")
     return list(zip(opts[0::2], opts[1::2]))
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _not_negative(v) -> bool:
+    return v >= 0
+
+
+def _device(v: str) -> bool:
+    import torch
+
+    try:
+        torch.device(v)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+# Ranges of the values Detectron2 reads but does not check (it fails deep inside, or trains on nonsense):
+# key -> (valid(value), what is valid). A list value is valid when every element is.
+VALUE_RULES = {
+    "SOLVER.IMS_PER_BATCH": (_positive, "a positive number of images"),
+    "SOLVER.MAX_ITER": (_positive, "a positive number of iterations"),
+    "SOLVER.CHECKPOINT_PERIOD": (_positive, "a positive number of iterations"),
+    "SOLVER.BASE_LR": (_not_negative, "a learning rate >= 0"),
+    "SOLVER.WARMUP_ITERS": (_not_negative, "a number of iterations >= 0"),
+    "SOLVER.STEPS": (_not_negative, "iterations >= 0"),
+    "SOLVER.WEIGHT_DECAY": (_not_negative, "a weight decay >= 0"),
+    "SOLVER.MOMENTUM": (lambda v: 0 <= v < 1, "a momentum in [0, 1)"),
+    "DATALOADER.NUM_WORKERS": (_not_negative, "a number of worker processes >= 0 (0: load in the main process)"),
+    "TEST.EVAL_PERIOD": (_not_negative, "a number of iterations >= 0 (0: evaluate at the end only)"),
+    "INPUT.MIN_SIZE_TRAIN": (_not_negative, "sizes in pixels >= 0 (0: no resizing)"),
+    "INPUT.MAX_SIZE_TRAIN": (_positive, "a positive size in pixels"),
+    "INPUT.MIN_SIZE_TEST": (_not_negative, "a size in pixels >= 0 (0: no resizing)"),
+    "INPUT.MAX_SIZE_TEST": (_positive, "a positive size in pixels"),
+    "MODEL.ROI_HEADS.NUM_CLASSES": (_positive, "a positive number of classes"),
+    "MODEL.RETINANET.NUM_CLASSES": (_positive, "a positive number of classes"),
+    "MODEL.PIXEL_STD": (_positive, "positive standard deviations"),
+    "MODEL.DEVICE": (_device, "a torch device, e.g. 'cpu', 'cuda' or 'cuda:1'"),
+}
+
+
+def check_ranges(cfg) -> None:
+    """ConfigError for the first value of :data:`VALUE_RULES` out of its range."""
+    for key, (valid, what) in VALUE_RULES.items():
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        values = node if isinstance(node, (list, tuple)) else [node]
+        if node is not None and not all(valid(v) for v in values):
+            raise ConfigError(f"{key}={short(node)} is invalid: it must be {what}")
+    if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
+        raise ConfigError(f"MODEL.PIXEL_MEAN={short(cfg.MODEL.PIXEL_MEAN)} and MODEL.PIXEL_STD="
+                          f"{short(cfg.MODEL.PIXEL_STD)} must have one value per input channel each")

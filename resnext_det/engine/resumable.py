@@ -25,6 +25,8 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import ConfigError
+
 __all__ = ["ResumableBatchSampler", "SeededMapDataset", "StepSeed", "build_resumable_train_loader",
            "derive_seed"]
 
@@ -143,7 +145,7 @@ def build_resumable_train_loader(cfg, seed: int, mapper=None) -> DataLoader:
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
     world = comm.get_world_size()
     if cfg.SOLVER.IMS_PER_BATCH % world:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
                          f"{world} processes")
     batch_size = cfg.SOLVER.IMS_PER_BATCH // world
     buckets = aspect_buckets(dicts) if cfg.DATALOADER.ASPECT_RATIO_GROUPING else [0] * len(dicts)
