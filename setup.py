@@ -28,8 +28,8 @@ setup(
         # C++ COCO evaluation (resnext_det.evaluation); pycocotools is the fallback where it is absent.
         "faster-coco-eval>=1.6",
     ],
-    # Reference implementations the tests compare against (timm, the official ResNeSt) and the
-    # ONNX toolchain the export tests check with.
+    # Reference implementations the tests compare against (timm, the official ResNeSt), the
+    # ONNX toolchain the export tests check with, and hypothesis for the generated bad input.
     extras_require={"test": ["pytest>=7", "timm>=0.9", "resnest==0.0.5",
-                             "onnx", "onnxscript", "onnxruntime"]},
+                             "onnx", "onnxscript", "onnxruntime", "hypothesis>=6"]},
 )

@@ -14,7 +14,7 @@ from .archs import ArchSpec
 from .errors import ConfigError
 
 __all__ = ["Timing", "interleaved", "peak_memory", "detectron2_backbone_peer", "timm_backbone_peer",
-           "detectron2_detector_peer", "detectron2_dcn_unavailable", "TIMM_NAMES"]
+           "detectron2_detector_peer", "detectron2_dcn_unavailable", "TIMM_NAMES", "time_agree"]
 
 # Our preset -> timm's model of the same architecture (timm's "d"/"e" ResNeSts are ours: deep stem,
 # avg-down shortcut, avd).
@@ -232,3 +232,24 @@ def fused_copy(model: nn.Module, channels_last: Optional[bool] = None) -> nn.Mod
     from .fuse import fuse_for_inference
 
     return fuse_for_inference(copy.deepcopy(model), channels_last=channels_last)
+
+
+def time_agree(rank: int, world: int, init_file: str, calls: int, repeats: int, out: str) -> None:
+    """A process of ``tools/benchmark.py stop-together``: times ``calls`` agree() calls, ``repeats`` times;
+    the first process saves the seconds per call of each repeat to ``out``."""
+    import torch.distributed as dist
+
+    from .engine.stop_together import agree
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    agree(None)  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(calls):
+            agree(None)
+        seconds.append((time.perf_counter() - start) / calls)
+    if rank == 0:
+        torch.save(seconds, out)
+    dist.destroy_process_group()

@@ -1,12 +1,14 @@
 """The plugin's config node, MODEL.RESNEXT. Only the registered builders read it."""
 import difflib
+import logging
 import os
+import re
 from typing import Optional, Sequence
 
-import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .config_checks import check_ranges, check_value, check_values, check_yaml_chain, decode, find_key, pairs, short
 from .errors import ConfigError
 
 # Keys whose "unset" value means "as the ARCH preset says".
@@ -73,36 +75,59 @@ def _all_keys(node, prefix=""):
 def _unknown_key_error(where: str, key: str, cfg) -> ConfigError:
     close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else "; see resnext_det/config.py and Detectron2's defaults"
-    return ConfigError(f"{where}: unknown config key {key}{hint}")
+    shown = key if re.fullmatch(r"[\w.]+", key) else short(key)
+    return ConfigError(f"{where}: unknown config key {shown}{hint}")
 
 
 def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
     """Detectron2's defaults + MODEL.RESNEXT + SOLVER.OPTIMIZER, then a YAML file, then ``KEY VALUE`` overrides.
 
-    Every failure (missing file, invalid YAML, unknown key, odd override list, wrong value type)
-    raises a one-line ConfigError that names the file or key.
+    Every failure (missing, unreadable or empty file, a ``_BASE_`` that is missing or loops, invalid
+    YAML, unknown key, odd override list, a value of the wrong type or out of range) raises a one-line
+    ConfigError that names the file or key (config_checks.py).
     """
     cfg = add_solver_config(add_resnext_config(get_cfg()))
     if config_file:
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"config file {config_file!r} does not exist; pass a YAML file, "
-                              "e.g. --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml")
-        try:
-            cfg.merge_from_file(config_file)
-        except KeyError as e:
-            key = str(e.args[0]).replace("Non-existent config key: ", "")
-            raise _unknown_key_error(config_file, key, cfg) from None
-        except yaml.YAMLError as e:
-            first = " ".join(str(e).split())
-            raise ConfigError(f"{config_file} is not valid YAML: {first}") from None
-    opts = list(opts)
-    if len(opts) % 2:
-        raise ConfigError(f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
-    try:
-        cfg.merge_from_list(opts)
-    except AssertionError as e:
-        key = str(e).replace("Non-existent key: ", "")
-        raise _unknown_key_error("command-line override", key, cfg) from None
-    except ValueError as e:
-        raise ConfigError(f"command-line override: {e}") from None
+        _merge_file(cfg, config_file)
+    for key, text in pairs(opts):
+        if cfg.key_is_deprecated(key):
+            continue
+        if cfg.key_is_renamed(key):
+            raise ConfigError(f"command-line override: {key} was renamed in Detectron2; see its config/defaults.py")
+        node, leaf = find_key(cfg, key, lambda k: _unknown_key_error("command-line override", k, cfg))
+        value = decode(text)
+        check_value("command-line override", key, value, node[leaf])
+        if isinstance(value, (list, tuple)) and isinstance(node[leaf], (list, tuple)):
+            value = type(node[leaf])(value)
+        node[leaf] = value
+    check_ranges(cfg)
     return cfg
+
+
+def _merge_file(cfg, config_file: str) -> None:
+    if not config_file.endswith(".py"):  # (Python configs are LazyConfig's)
+        check_yaml_chain(config_file)
+    fvcore_log = logging.getLogger("fvcore.common.config")  # its unsafe_load warning: once, from merge_from_file
+    level = fvcore_log.level
+    fvcore_log.setLevel(logging.ERROR)
+    try:
+        data = CN.load_yaml_with_base(config_file, allow_unsafe=True)
+    except Exception as e:  # what check_yaml_chain does not know: e.g. a _BASE_ given as a URL
+        raise ConfigError(f"{config_file} could not be read: {type(e).__name__}: {_one_line(e)}") from None
+    finally:
+        fvcore_log.setLevel(level)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {config_file!r} holds a YAML {type(data).__name__}, not a mapping of config keys")
+    check_values(config_file, data, cfg, unknown=lambda k: _unknown_key_error(config_file, k, cfg))
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:
+        key = str(e.args[0]).replace("Non-existent config key: ", "")
+        raise _unknown_key_error(config_file, key, cfg) from None
+    except Exception as e:  # Detectron2's own checks (e.g. a key it renamed)
+        raise ConfigError(f"{config_file}: {type(e).__name__}: {_one_line(e)}") from None
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:297] + "..."

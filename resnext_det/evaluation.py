@@ -11,6 +11,8 @@ from typing import List, Sequence
 import numpy as np
 from detectron2.evaluation import COCOEvaluator, coco_evaluation
 
+from .data.validate import cleaned_ground_truth
+
 try:
     from faster_coco_eval import COCO as FastCOCO, COCOeval_faster
 except ImportError:  # an optional speed-up: evaluation falls back to pycocotools
@@ -79,8 +81,18 @@ class FastCOCOEvaluator(COCOEvaluator):
     Detectron2's; only the matching and accumulation run in C++."""
 
     def __init__(self, dataset_name, *args, backend: str = None, **kwargs):
-        super().__init__(dataset_name, *args, **kwargs)
         self._backend = _check_backend(backend or default_backend())
+        cleaned = cleaned_ground_truth(dataset_name)
+        if cleaned is None:
+            super().__init__(dataset_name, *args, **kwargs)
+        else:  # the annotation file had unusable annotations: evaluate against what was trained and tested on
+            logger.info("Evaluating %s against its cleaned annotations (see the dataset's warning)", dataset_name)
+            saved = coco_evaluation.COCO  # Detectron2 reads the json_file by module-level name: swap for this call
+            coco_evaluation.COCO = lambda _json_file: coco_api(cleaned, "pycocotools")
+            try:
+                super().__init__(dataset_name, *args, **kwargs)
+            finally:
+                coco_evaluation.COCO = saved
         if self._backend == "faster-coco-eval" and hasattr(self._metadata, "json_file"):
             self._coco_api = coco_api(self._coco_api.dataset, self._backend)
 

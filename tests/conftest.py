@@ -80,3 +80,13 @@ def run_python(args, env=None, timeout=600):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable] + args, cwd=ROOT, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def load_strict_json(text: str):
+    """json.loads that refuses NaN / Infinity, as strict JSON parsers (JavaScript, jq) do."""
+    import json
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)

@@ -95,11 +95,10 @@ def one_line(message):
     ('{"images": [], "annotations": [\n  {"id": 1,,}]}', r"instances.json is not valid JSON: Expecting property name "
                                                         r"enclosed in double quotes at line 2, column 12"),
     ("[1, 2]", r"instances.json holds a JSON list, not a COCO object"),
-    ('{"annotations": [], "categories": [{"id": 1, "name": "box"}]}',
-     r"has no images: .*instances.json has no 'images' list"),
+    ('{"annotations": [], "categories": [{"id": 1, "name": "box"}]}', r"instances.json has no 'images' list"),
     ('{"images": [{"id": 1, "file_name": "000.png", "width": 64, "height": 64}], '
      '"categories": [{"id": 1, "name": "box"}]}',
-     r"none of its 1 images has a valid non-crowd box to train on: .*instances.json has no 'annotations' list; "
+     r"none of its 1 images has a valid non-crowd box to train on: .*instances.json has no annotations; "
      r"DATALOADER.FILTER_EMPTY_ANNOTATIONS would drop them all$"),
     ('{"images": [{"id": 1, "file_name": "000.png", "width": 64, "height": 64}], "annotations": []}',
      r"instances.json has no 'categories' list"),
@@ -177,19 +176,32 @@ def _first_batch(name, opts=()):
     return next(iter(build_train_loader(cfg)))
 
 
-@pytest.mark.parametrize("damage, why", [
-    (lambda data: os.urandom(300), "UnidentifiedImageError: not an image format PIL can read"),
-    (lambda data: data[: len(data) // 2], "image file is truncated|broken data stream|Truncated"),
-])
-def test_unreadable_image_is_named_with_its_dataset(dataset, damage, why):
+def test_image_that_pil_cannot_open_is_found_before_training(dataset):
     name = dataset(GOOD)
     path = os.path.join(MetadataCatalog.get(name).image_root, "001.png")
+    with open(path, "wb") as f:
+        f.write(os.urandom(300))
+    with pytest.raises(DatasetError, match=f"^dataset '{name}': 1 of its 2 images are not in an image format PIL can "
+                                           f"read, e.g. {re.escape(path)}; replace them or remove them") as err:
+        load_checked(name)
+    one_line(str(err.value))
+
+
+def _truncate(path):
+    """Keep the first half of an image file: its header still reads, its pixels do not."""
     with open(path, "rb") as f:
         data = f.read()
     with open(path, "wb") as f:
-        f.write(damage(data))
+        f.write(data[: len(data) // 2])
+
+
+def test_truncated_image_is_named_with_its_dataset_when_read(dataset):
+    name = dataset(GOOD)
+    path = os.path.join(MetadataCatalog.get(name).image_root, "001.png")
+    _truncate(path)
     with pytest.raises(DatasetError, match=f"^image {re.escape(path)} of dataset '{name}' could not be read "
-                                           f"\\(.*({why}).*\\); replace it or remove it") as err:
+                                           "\\(.*(image file is truncated|broken data stream|Truncated).*\\); "
+                                           "replace it or remove it") as err:
         _first_batch(name)
     one_line(str(err.value))
 
@@ -202,8 +214,7 @@ def test_worker_errors_stay_one_line(dataset):
     from torch._utils import ExceptionWrapper
 
     name = dataset(GOOD)
-    with open(os.path.join(MetadataCatalog.get(name).image_root, "000.png"), "wb") as f:
-        f.write(b"not a png")
+    _truncate(os.path.join(MetadataCatalog.get(name).image_root, "000.png"))
     with pytest.raises(DatasetError) as err:
         try:
             _first_batch(name)
@@ -342,7 +353,7 @@ def test_train_net_stops_on_nan_loss_naming_iteration_and_losses(train_net, data
      "MODEL.RESNEXT.ATTENTION='se' is invalid: split attention"),
     ("other-arch weights", ["MODEL.WEIGHTS", "{r50}"], "does not fit the model: 176 backbone tensors"),
     ("test set image missing", ["DATASETS.TEST", "('{name}',)", "REMOVE"], "1 of its 2 images do not exist"),
-    ("corrupt image", ["CORRUPT"], "001.png of dataset '{name}' could not be read"),
+    ("corrupt image", ["CORRUPT"], "dataset '{name}': 1 of its 2 images are not in an image format PIL can read"),
 ])
 def test_train_net_bad_input_is_one_line(train_net, dataset, weights, tmp_path, case, opts, message):
     name = dataset(GOOD)
@@ -375,15 +386,14 @@ runpy.run_path("tools/train_net.py", run_name="__main__")
 
 @pytest.mark.parametrize("case, opts, message", [
     ("nan", FAST + ["SOLVER.BASE_LR", "1e30", "SOLVER.MAX_ITER", "4"], "at iteration 1 ("),
-    ("corrupt image", ["DATALOADER.NUM_WORKERS", "1"], "001.png of dataset 'user_set' could not be read"),
+    ("truncated image", ["DATALOADER.NUM_WORKERS", "1"], "001.png of dataset 'user_set' could not be read"),
     ("corrupt weights", ["MODEL.WEIGHTS", "{random}"], "random.pth' is corrupt or truncated"),
 ])
 def test_train_net_end_to_end_errors_have_no_traceback(tmp_path, weights, case, opts, message):
     root = str(tmp_path / "data")
     json_file = write_coco(root, GOOD * 2)
-    if case == "corrupt image":
-        with open(os.path.join(root, "001.png"), "wb") as f:
-            f.write(os.urandom(100))
+    if case == "truncated image":
+        _truncate(os.path.join(root, "001.png"))
     runner = tmp_path / "run.py"
     runner.write_text(RUNNER)
     opts = [o.format(random=weights["random"]) for o in opts]

@@ -117,3 +117,18 @@ def test_deform_cost_against_detectron2_dcn_where_it_runs(detectron2_deform_clas
                              "--warmup", "0", "--skip-train"])
     assert set(_rows(report, "backbone 32x32")) == {"plain", "ours-dcn", "detectron2-dcn"}
     assert report["context"]["skipped"] == {}
+def test_dataset_checks_and_stop_together(tmp_path):
+    """The costs docs/reliability.md names: the field checks against load_coco_json, the image pre-flight
+    per format, and one agree() among two processes. --json is strict JSON."""
+    from conftest import load_strict_json
+
+    out = tmp_path / "checks.json"
+    report = benchmark.main(["dataset-checks", "--images", "40", "--files", "3", "--repeats", "1",
+                             "--json", str(out)])
+    assert set(_rows(report, "COCO json, 40 images")) == {"plugin field checks", "load_coco_json"}
+    assert set(_rows(report, "pre-flight check of 1000 image files")) == {"jpg files", "png files"}
+    assert load_strict_json(out.read_text())["rows"] == json.loads(json.dumps(report["rows"]))
+    report = benchmark.main(["stop-together", "--processes", "2", "--calls", "20", "--repeats", "2"])
+    (row,) = report["rows"]
+    assert row["measure"] == "agree() among 2 gloo processes, one call (s)" and len(row["all_seconds"]) == 2
+    assert all(s > 0 for s in row["all_seconds"])

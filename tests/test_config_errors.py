@@ -90,3 +90,18 @@ def test_python_api_errors_use_keyword_names():
         create_backbone("resnext50_32x4d", radix=2)
     with pytest.raises(ConfigError, match=r"^freeze_at=-1"):
         create_backbone("resnet50", freeze_at=-1)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("SOLVER.IMS_PER_BATCH", "0", "SOLVER.IMS_PER_BATCH=0 is invalid: it must be a positive number of images"),
+    ("SOLVER.MAX_ITER", "-5", "SOLVER.MAX_ITER=-5 is invalid: it must be a positive number of iterations"),
+    ("DATALOADER.NUM_WORKERS", "-1", "DATALOADER.NUM_WORKERS=-1 is invalid: it must be a number of worker processes"),
+    ("INPUT.MIN_SIZE_TRAIN", "(640, -1)", "INPUT.MIN_SIZE_TRAIN=(640, -1) is invalid: it must be sizes in pixels >= 0"),
+    ("MODEL.DEVICE", "gpu", "MODEL.DEVICE='gpu' is invalid: it must be a torch device, e.g. 'cpu', 'cuda'"),
+    ("MODEL.PIXEL_STD", "[1.0]", "MODEL.PIXEL_MEAN=[103.53, 116.28, 123.675] and MODEL.PIXEL_STD=[1.0] must have one"),
+])
+def test_values_out_of_range_are_one_line(key, value, message):
+    """Detectron2 reads these unchecked and fails deep inside (a scheduler, the DataLoader, torch.device)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [key, value])
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)

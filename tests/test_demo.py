@@ -1,7 +1,5 @@
 """tools/demo.py on the tiny dataset: its files, and --fuse evaluating the fused model too."""
-import json
-
-from conftest import load_tool
+from conftest import load_strict_json, load_tool
 
 
 def test_demo_with_fuse_reports_both_evaluations(tiny_shapes, tmp_path):
@@ -16,4 +14,7 @@ def test_demo_with_fuse_reports_both_evaluations(tiny_shapes, tmp_path):
     assert evaluation["unfused"]["seconds"] > 0 and evaluation["fused"]["seconds"] > 0
     # Folding is exact up to float rounding, so the detections and their AP stay the same.
     assert abs(evaluation["fused"]["AP"] - evaluation["unfused"]["AP"]) < 0.05
-    assert json.loads((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
+    assert load_strict_json((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
+    for line in (tmp_path / "metrics.json").read_text().splitlines():  # NaN APs are null, with a note
+        record = load_strict_json(line)
+        assert all(record[key] is None for key in record.get("non_finite_as_null", {}))

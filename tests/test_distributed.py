@@ -128,3 +128,32 @@ def test_two_cpu_processes_train_in_step_and_evaluate_together(tmp_path, tiny_ca
     assert "copypaste: AP,AP50" in result.stdout
     for path in out.glob("*.pth"):  # 0.5 GB; pytest keeps tmp_path
         path.unlink()
+
+
+@pytest.mark.e2e  # (about 30 s each on 2 cores)
+@pytest.mark.parametrize("failure, message", [
+    ("nan 1", "error: loss became NaN or infinite at iteration 1 (loss_rpn_cls=nan); lower SOLVER.BASE_LR"),
+    ("image 1", "error: image "),
+])
+def test_a_failure_in_one_process_stops_both_with_one_line(tmp_path, tiny_cache, failure, message):
+    """The second process's NaN loss (Detectron2 checks losses in the first only) or bad image stops both
+    processes at the same step; the terminal shows one line and no traceback."""
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(ROOT, "tests", "tiny_train_net.py"), "--num-gpus", "2",
+               "--dist-url", "auto", "--config-file", DEMO_CONFIG, "MODEL.RESNEXT.ARCH", "resnet50",
+               "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST", "()", "SOLVER.IMS_PER_BATCH", "2",
+               "SOLVER.MAX_ITER", "5", "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)",
+               "INPUT.MAX_SIZE_TRAIN", "64", "OUTPUT_DIR", str(out)]
+    env = dict(os.environ, TINY_SHAPES_CACHE=str(tiny_cache), CUDA_VISIBLE_DEVICES="", TINY_FAIL=failure,
+               OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-3000:]
+    terminal = result.stdout + result.stderr
+    assert "Traceback" not in terminal and "Exception during training" not in terminal, terminal[-3000:]
+    assert "Terminating process" not in terminal  # the launcher stopping the other process, on purpose
+    for log in ("log.txt", "log.txt.rank1"):  # both processes stopped at the same step, with the same error
+        text = (out / log).read_text()
+        assert "Exception during training" in text and errors[0][len("error: "):] in text, (log, text[-2000:])
+    assert not (out / "model_final.pth").exists()

@@ -11,6 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from conftest import ROOT, load_tool
 from resnext_det.data import DatasetError, check_dataset_available, register_coco
 from resnext_det.data.validate import check_dataset_names
+from resnext_det.errors import PathError
 
 DEMO_CONFIG = os.path.join(ROOT, "configs", "demo", "shapes_faster_rcnn_X50_FPN.yaml")
 SMALL = ["MODEL.RESNEXT.ARCH", "resnet50", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
@@ -49,16 +50,18 @@ def _register(registered, name, json_file, image_root):
     return name
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no json", "--register-coco mine: annotation file {tmp}/none.json does not exist; check the path"),
-    ("json is a folder", "--register-coco mine: annotation file {tmp}/images is a folder; pass the COCO instances "
-                         "JSON file"),
-    ("no images", "--register-coco mine: image folder {tmp}/none does not exist"),
-    ("images is a file", "--register-coco mine: image folder {tmp}/instances.json is a file; pass the folder"),
-    ("builtin name", "--register-coco coco_2017_val: that name is already registered (for "),
-    ("empty name", "--register-coco: dataset name '' is invalid"),
+@pytest.mark.parametrize("case, error, message", [
+    ("no json", PathError, "--register-coco mine: annotation file {tmp}/none.json does not exist; pass the COCO "
+                           "instances JSON file"),
+    ("json is a folder", PathError, "--register-coco mine: annotation file {tmp}/images is a folder, not a file; "
+                                    "pass the COCO instances JSON file"),
+    ("no images", PathError, "--register-coco mine: image folder {tmp}/none does not exist"),
+    ("images is a file", PathError, "--register-coco mine: image folder {tmp}/instances.json is a file, not a "
+                                    "folder; pass the folder"),
+    ("builtin name", DatasetError, "--register-coco coco_2017_val: that name is already registered (for "),
+    ("empty name", DatasetError, "--register-coco: dataset name '' is invalid"),
 ])
-def test_bad_registrations_are_one_line_errors(shapes_files, registered, tmp_path, case, message):
+def test_bad_registrations_are_one_line_errors(shapes_files, registered, tmp_path, case, error, message):
     json_file, images = shapes_files
     name, args = {
         "no json": ("mine", (str(tmp_path / "none.json"), images)),
@@ -68,7 +71,7 @@ def test_bad_registrations_are_one_line_errors(shapes_files, registered, tmp_pat
         "builtin name": ("coco_2017_val", (json_file, images)),
         "empty name": ("", (json_file, images)),
     }[case]
-    with pytest.raises(DatasetError) as e:
+    with pytest.raises(error) as e:
         _register(registered, name, *args)
     assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
 

@@ -5,6 +5,9 @@ $TINY_SHAPES_CACHE): Detectron2's ``launch`` starts its processes by importing t
 have the datasets too. After training, every process saves its model's state dict to
 OUTPUT_DIR/weights_rank<rank>.pth.
 
+$TINY_FAIL="nan RANK" makes that process's RPN objectness loss NaN from iteration 1 on;
+$TINY_FAIL="image RANK" makes that process's data loader fail on its 3rd image with a DatasetError.
+
     TINY_SHAPES_CACHE=/tmp/c python tests/tiny_train_net.py [train_net.py arguments]
 """
 import os
@@ -35,6 +38,40 @@ class WeightDumpingTrainer(train_net.Trainer):
 
 
 train_net.Trainer = WeightDumpingTrainer
+
+
+def _inject_failure(kind: str, rank: int):
+    from detectron2.modeling.proposal_generator.rpn import RPN
+    from detectron2.utils.events import get_event_storage
+
+    from resnext_det.data import DatasetError, validate
+
+    if kind == "nan":
+        losses = RPN.losses
+
+        def nan_from_iteration_1(self, *args, **kwargs):
+            out = losses(self, *args, **kwargs)
+            if comm.get_rank() == rank and get_event_storage().iter >= 1:
+                out["loss_rpn_cls"] = out["loss_rpn_cls"] * float("nan")
+            return out
+
+        RPN.losses = nan_from_iteration_1
+    elif kind == "image":
+        call = validate._ImageErrorsNamed.__call__
+        seen = []
+
+        def third_image_fails(self, record):
+            seen.append(record)
+            if comm.get_rank() == rank and len(seen) == 3:
+                raise DatasetError(f"image {record['file_name']} of dataset 'tiny_shapes_train' could not be read "
+                                   "(simulated); replace it or remove it from the annotations")
+            return call(self, record)
+
+        validate._ImageErrorsNamed.__call__ = third_image_fails
+
+
+if "TINY_FAIL" in os.environ:
+    _inject_failure(os.environ["TINY_FAIL"].split()[0], int(os.environ["TINY_FAIL"].split()[1]))
 
 if __name__ == "__main__":
     train_net.cli()

@@ -20,6 +20,7 @@ import sys
 import resnext_det
 from resnext_det import ConfigError
 from resnext_det.complexity import PAPER_FIGURES, PaperFigure, backbone_complexity, detector_complexity
+from resnext_det.engine.exits import error_message
 
 
 def _relative(ours, paper):
@@ -110,8 +111,8 @@ def main(argv=None):
         if args.configs:
             print()
             print_table(detector_table(args.configs))
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
 
 
 if __name__ == "__main__":

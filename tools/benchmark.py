@@ -15,6 +15,10 @@ process (ours, ours fused, the peer, ours, ...), on the same weights and input. 
     # the cost of deformable convolutions in res3-res5 (X101-32x4d, inference and a training step), and
     # Detectron2's own DCN where its compiled ops are built
     python tools/benchmark.py deform resnext101_32x4d
+    # the dataset checks (docs/reliability.md) against Detectron2's load_coco_json, on a COCO-size json
+    python tools/benchmark.py dataset-checks
+    # the per-step cost of stopping every process together on bad input (two such calls a step)
+    python tools/benchmark.py stop-together --processes 2
 """
 import argparse
 import json
@@ -28,7 +32,10 @@ import torch
 import resnext_det  # noqa: F401  (registers the backbones)
 from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_dcn_unavailable, detectron2_detector_peer,
                                    fused_copy, interleaved, peak_memory, timm_backbone_peer)
+from resnext_det.engine.exits import error_message
 from resnext_det.errors import ConfigError
+from resnext_det.paths import writable_file_path
+from resnext_det.strict_json import write_json
 
 GiB = 1024 ** 3
 
@@ -310,6 +317,69 @@ def bench_coco_eval(args):
     return rows_with_context(rows, args, peer="pycocotools")
 
 
+def bench_dataset_checks(args):
+    """What the plugin's dataset checks add to loading a COCO-size dataset: the field checks of the
+    annotation file (read_coco + check_coco) against Detectron2's load_coco_json of the same file, and the
+    pre-flight check of one image file (a stat for JPEGs; a stat and a header read for other formats)."""
+    import tempfile
+
+    from detectron2.data.datasets import load_coco_json
+    from PIL import Image
+
+    from resnext_det.data.coco_fields import check_coco, read_coco
+    from resnext_det.data.validate import _image_file_problem
+
+    if args.images < 1 or args.files < 1:
+        raise ConfigError(f"--images {args.images} --files {args.files}: both must be at least 1")
+    gt, _ = synthetic_coco(args.images, 15)
+    for image in gt["images"]:
+        image["file_name"] = f"{image['id']:012d}.jpg"
+    for ann in gt["annotations"]:  # a 12-point polygon, as COCO's instances files have (about 24 numbers)
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[v for t in range(12) for v in (x + w * (0.5 + 0.5 * np.cos(t / 12 * 2 * np.pi)),
+                                                                y + h * (0.5 + 0.5 * np.sin(t / 12 * 2 * np.pi)))]]
+    with tempfile.TemporaryDirectory() as folder:
+        json_file = os.path.join(folder, "instances.json")
+        with open(json_file, "w") as f:
+            json.dump(gt, f)
+        size = os.path.getsize(json_file)
+        calls = {"plugin field checks": lambda: check_coco(read_coco(json_file), json_file),
+                 "load_coco_json": lambda: load_coco_json(json_file, folder, None)}
+        timings = interleaved(calls, args.repeats, warmup=0)
+        label = f"COCO json, {args.images} images, {len(gt['annotations'])} annotations, {size / 1e6:.0f} MB (s)"
+        rows = _rows(label, timings, peer="load_coco_json")
+        files = {}
+        for ext in ("jpg", "png"):
+            for i in range(args.files):
+                path = os.path.join(folder, f"{i:06d}.{ext}")
+                Image.new("RGB", (64, 48), (i % 255, 0, 0)).save(path)
+                files.setdefault(ext, []).append(path)
+        calls = {f"{ext} files": (lambda paths=paths: [_image_file_problem(p) for p in paths])
+                 for ext, paths in files.items()}
+        timings = interleaved(calls, args.repeats, warmup=1)
+        rows += _rows("pre-flight check of 1000 image files, cache warm (s)", timings, peer="jpg files",
+                      per=args.files / 1000)
+    return rows_with_context(rows, args, peer="load_coco_json")
+
+
+def bench_stop_together(args):
+    """The per-step cost of stopping all processes together (stop_together.py): one agree() call, a
+    one-element all-reduce among ``--processes`` gloo processes on this machine (two calls a step)."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from resnext_det.benchmark import Timing, time_agree
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "seconds.pt")
+        mp.start_processes(time_agree, args=(args.processes, os.path.join(folder, "init"), args.calls,
+                                                args.repeats, out), nprocs=args.processes, start_method="spawn")
+        timing = Timing(seconds=torch.load(out))
+    rows = _rows(f"agree() among {args.processes} gloo processes, one call (s)", {"agree": timing}, peer="agree")
+    return rows_with_context(rows, args, peer="agree")
+
+
 def rows_with_context(rows, args, peer):
     context = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "repeats": args.repeats, "amp": getattr(args, "amp", "none"), "peer": peer,
@@ -389,6 +459,17 @@ def argument_parser():
     f.add_argument("--skip-train", action="store_true", help="only inference")
     common(f, 3)
     device_options(f)
+    k = sub.add_parser("dataset-checks", help="the plugin's dataset checks against Detectron2's loading")
+    k.add_argument("--images", type=int, default=118287, help="images in the COCO json (COCO train2017: 118287)")
+    k.add_argument("--files", type=int, default=2000, help="image files of each format for the pre-flight check")
+    k.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(k, 3)
+
+    t = sub.add_parser("stop-together", help="the per-step cost of stopping all processes together")
+    t.add_argument("--processes", type=int, default=2)
+    t.add_argument("--calls", type=int, default=1000, help="agree() calls per timed repeat")
+    t.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    common(t, 5)
 
     c = sub.add_parser("coco-eval", help="faster-coco-eval vs pycocotools on synthetic detections")
     c.add_argument("--images", type=int, default=5000)
@@ -400,24 +481,26 @@ def argument_parser():
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
+    if args.json:  # checked now, not after the measurement
+        writable_file_path(args.json, "--json")
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
-           "coco-eval": bench_coco_eval, "deform": bench_deform}[args.what]
+           "coco-eval": bench_coco_eval, "deform": bench_deform, "dataset-checks": bench_dataset_checks,
+           "stop-together": bench_stop_together}[args.what]
     start = time.perf_counter()
     report = run(args)
     report["context"]["wall_seconds"] = time.perf_counter() - start
     print_table(report)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report, indent=1)  # strict JSON: a NaN figure is null, with a note
     return report
 
 
 def cli(argv=None):
     try:
         return main(argv)
-    except (ConfigError, ImportError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, ImportError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ import sys
 import yaml
 
 from resnext_det.complexity import backbone_complexity
+from resnext_det.engine.exits import error_message
 from resnext_det.engine.report import final_eval, read_metrics
+from resnext_det.paths import existing_dir, writable_file_path
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 _INFERENCE = re.compile(r"Total inference pure compute time: .*\(([\d.]+) s / iter per device")
@@ -24,12 +26,16 @@ _INFERENCE = re.compile(r"Total inference pure compute time: .*\(([\d.]+) s / it
 
 def summarize(run_dir):
     """One row of the table for a run directory."""
+    existing_dir(run_dir, "run folder", "pass the OUTPUT_DIR of a finished run")
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{config_path} does not exist: {run_dir} is not a finished run directory")
     with open(config_path) as f:
         cfg = yaml.safe_load(f)
-    arch = cfg["MODEL"].get("RESNEXT", {}).get("ARCH")
+    try:
+        arch = cfg["MODEL"].get("RESNEXT", {}).get("ARCH")
+    except (TypeError, KeyError, AttributeError):  # not a Detectron2 config
+        arch = None
     if not arch:
         raise ValueError(f"{config_path} has no MODEL.RESNEXT.ARCH: not a resnext_det run")
     records = read_metrics(os.path.join(run_dir, "metrics.json"))
@@ -87,11 +93,12 @@ def main(argv=None):
     parser.add_argument("--plot", default="comparison.png", help="bar chart of AP per backbone (PNG)")
     args = parser.parse_args(argv)
     try:
+        writable_file_path(args.plot, "--plot")
         rows = [summarize(run) for run in args.runs]
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    print(table(rows))
-    plot(rows, args.plot)
+        print(table(rows))
+        plot(rows, args.plot)
+    except (ValueError, OSError, yaml.YAMLError) as e:  # (ConfigError is a ValueError)
+        sys.exit(f"error: {error_message(e)}")
     print(f"\nbar chart: {args.plot}")
     return rows
 

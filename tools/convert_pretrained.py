@@ -20,6 +20,8 @@ from resnext_det.checkpoint import (SOURCES, ConversionResult, convert_state_dic
                                     save_detectron2_checkpoint)
 from resnext_det.checkpoint.sources import is_weights_uri, lookup_weights
 from resnext_det.checkpoint.uri import expected_input, resolve_weights
+from resnext_det.engine.exits import error_message
+from resnext_det.paths import readable_file, writable_file_path
 
 
 def parse_args(argv=None):
@@ -40,6 +42,7 @@ def _convert(args):
     if not is_weights_uri(args.input):
         if not args.source or not args.arch:
             raise ConfigError(f"{args.input} is a file: name its layout and architecture with --source and --arch")
+        readable_file(args.input, "input weights")
         result = convert_state_dict(read_state_dict(args.input), args.source, args.arch)
         return result, args.arch, input_settings(args.source, args.arch)
     entry = lookup_weights(args.input)
@@ -53,10 +56,11 @@ def _convert(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        writable_file_path(args.output, "output")
         result, arch, settings = _convert(args)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+        save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+    except (ConfigError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
     print(f"wrote {args.output}: {len(result.state_dict)} tensors for {arch}")
     for why in sorted(set(result.dropped.values())):
         keys = [k for k, reason in result.dropped.items() if reason == why]

@@ -17,9 +17,12 @@ import time
 import torch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
-from resnext_det import fuse_for_inference
-from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
+from resnext_det import fuse_for_inference, load_config
+from resnext_det.engine import Trainer, check_inputs, setup_cfg
+from resnext_det.engine.exits import error_message, one_line_errors
+from resnext_det.engine.output_lock import hold_output_dir
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
+from resnext_det.strict_json import strict, write_json
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
                               "shapes_faster_rcnn_X50_FPN.yaml")
@@ -73,22 +76,24 @@ def main(argv=None):
     args = parse_args(argv)
     args.opts = list(args.opts) + ["OUTPUT_DIR", args.output_dir]
     args.resume, args.eval_only, args.num_gpus = False, False, 1
-    try:
-        cfg = setup_cfg(args)
-        check_inputs(cfg)
-    except BAD_INPUT as e:
-        sys.exit(f"error: {e}")
+    try:  # bad input (config, data, a NaN loss, a full disk ...): one line, no traceback
+        with hold_output_dir(load_config(args.config_file, args.opts), purpose="demo"):
+            return run(args)
+    except one_line_errors() as e:
+        sys.exit(f"error: {error_message(e)}")
+
+
+def run(args):
+    cfg = setup_cfg(args)
+    check_inputs(cfg)
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
     if os.path.exists(metrics_path):  # a fresh run: old records would mix into the curves
         os.remove(metrics_path)
 
     start = time.perf_counter()
-    try:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-    except BAD_INPUT as e:  # e.g. a NaN loss, an unreadable image
-        sys.exit(f"error: {e}")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
     train_seconds = time.perf_counter() - start
 
     records = read_metrics(metrics_path)
@@ -102,8 +107,8 @@ def main(argv=None):
                "train_and_eval_seconds": round(train_seconds, 1), "bbox": box}
     if args.fuse:
         summary["evaluation"] = compare_fused_evaluation(cfg, trainer.model)
-    with open(os.path.join(cfg.OUTPUT_DIR, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    summary = strict(summary)  # NaN APs (e.g. no detections) as null, with a note
+    write_json(os.path.join(cfg.OUTPUT_DIR, "summary.json"), summary)
     print(json.dumps(summary, indent=2))
     print(f"outputs in {cfg.OUTPUT_DIR}: metrics.json model_final.pth curves.png predictions.png summary.json")
     return summary

@@ -19,6 +19,8 @@ import torch
 
 from resnext_det import ConfigError, create_backbone, fuse_for_inference, load_config
 from resnext_det.checkpoint.model_weights import check_model_weights
+from resnext_det.engine.exits import error_message
+from resnext_det.paths import readable_file, writable_dir
 from resnext_det.export import (ExportError, detection_errors, detector_adapter, export_backbone_onnx,
                                 export_detector_onnx, max_errors, trace_backbone, trace_detector)
 
@@ -75,6 +77,7 @@ def export_detector(args, stem):
 
     cfg = load_config(args.config_file, args.opts)
     if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS:
+        readable_file(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS", "pass the trained model, e.g. OUTPUT_DIR/model_final.pth")
         check_model_weights(cfg, cfg.MODEL.WEIGHTS)  # missing, corrupt or not fitting: one line, not a traceback
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
@@ -103,15 +106,15 @@ def export_detector(args, stem):
 def main(argv=None):
     args = parse_args(argv)
     name = args.backbone or os.path.splitext(os.path.basename(args.config_file))[0]
-    os.makedirs(args.output_dir, exist_ok=True)
     stem = os.path.join(args.output_dir, name)
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # Detectron2's known-safe ones
     torch.manual_seed(0)
     try:
+        writable_dir(args.output_dir, "--output-dir", "name a folder that can be written", create=True)
         for path, check in (export_backbone if args.backbone else export_detector)(args, stem):
             print(f"wrote {path}; {check or 'onnxruntime is not installed: not checked'}")
-    except (ConfigError, ExportError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, ExportError, OSError) as e:
+        sys.exit(f"error: {error_message(e)}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ config is read. Examples:
     python tools/train_net.py --config-file configs/faster_rcnn_R50_FPN_1x.yaml \
         --register-coco mine_train train.json images/ DATASETS.TRAIN "('mine_train',)" DATASETS.TEST "()"
 """
+import logging
 import sys
 
 import detectron2.utils.comm as comm
@@ -25,10 +26,12 @@ from torch.multiprocessing import ProcessExitedException
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import fuse_for_inference, load_config
 from resnext_det.data import register_coco_datasets
-from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
+from resnext_det.engine import Trainer, check_inputs, setup_cfg
 from resnext_det.engine.checkpointer import AtomicCheckpointer
+from resnext_det.engine.exits import error_message, errors_of_launched_processes, exit_with_error, one_line_errors
 from resnext_det.engine.lazy import check_lazy_inputs, run_lazy
 from resnext_det.engine.lazy_config import is_lazy_config, load_lazy_config
+from resnext_det.engine.output_lock import hold_output_dir
 
 
 def main(args):
@@ -36,6 +39,8 @@ def main(args):
     if is_lazy_config(args.config_file):
         return run_lazy(args)
     cfg = setup_cfg(args)
+    for note in getattr(args, "resume_notes", ()):  # (printed by cli() before the processes started)
+        logging.getLogger("resnext_det").warning(note)
     check_inputs(cfg, resume=args.resume)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -66,31 +71,37 @@ def argument_parser():
 
 
 def main_or_error_line(args):
-    """main(); bad input ends the process with one line naming the problem and the fix, not a traceback."""
+    """main(); bad input ends the process with one line naming the problem and the fix, not a traceback
+    (with several processes, cli() prints it once for all)."""
     try:
         return main(args)
-    except BAD_INPUT as e:
-        sys.exit(f"error: {e}")
+    except one_line_errors() as e:
+        exit_with_error(e)
 
 
 def cli(argv=None):
     args = argument_parser().parse_args(argv)
-    if args.num_gpus * args.num_machines > 1:
-        try:  # here once, rather than the same error from every process
-            register_coco_datasets(args.register_coco)
-            if is_lazy_config(args.config_file):
-                check_lazy_inputs(load_lazy_config(args.config_file, args.opts), resume=args.resume)
-            else:
-                check_inputs(load_config(args.config_file, args.opts), resume=args.resume)
-        except BAD_INPUT as e:
-            sys.exit(f"error: {e}")
     try:
-        return launch(main_or_error_line, args.num_gpus, num_machines=args.num_machines,
-                      machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
-    except ProcessExitedException as e:
-        if e.exit_code != 1:  # not a launched process's sys.exit("error: ..."), whose line is printed
-            raise
-        sys.exit(1)
+        register_coco_datasets(args.register_coco)
+        lazy = is_lazy_config(args.config_file)
+        cfg = (load_lazy_config if lazy else load_config)(args.config_file, args.opts)
+        # One run per output folder (held by the first machine); --resume compared with the saved config.
+        with hold_output_dir(cfg, args.resume, "evaluation" if args.eval_only else "training",
+                             lock=args.machine_rank == 0) as notes:
+            args.resume_notes = notes  # for the log, once main() has set it up
+            if args.num_gpus * args.num_machines > 1:  # here once, rather than the same error from every process
+                (check_lazy_inputs if lazy else check_inputs)(cfg, resume=args.resume)
+            with errors_of_launched_processes() as first_error:
+                try:
+                    return launch(main_or_error_line, args.num_gpus, num_machines=args.num_machines,
+                                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+                except ProcessExitedException as e:
+                    line = first_error()  # a launched process's one line, printed once here
+                    if line is None and e.exit_code != 1:
+                        raise
+                    sys.exit(line or 1)
+    except one_line_errors() as e:
+        sys.exit(f"error: {error_message(e)}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ A dataset registered here is an ordinary Detectron2 COCO dataset (``register_coc
 every check of ``validate.py`` applies to it once a config trains or evaluates on it.
 """
 import os
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
+from ..paths import existing_dir, readable_file
 from .validate import DatasetError
 
 __all__ = ["register_coco", "register_coco_datasets"]
@@ -17,13 +18,12 @@ __all__ = ["register_coco", "register_coco_datasets"]
 def register_coco(name: str, json_file: str, image_root: str) -> str:
     """Register the COCO instances file ``json_file`` with images under ``image_root`` as ``name``.
 
-    The paths are checked first (one-line DatasetError naming the problem). Registering a name
+    The paths are checked first (one-line PathError naming the path and the problem). Registering a name
     again with the same files does nothing; a name that is taken by other files is refused.
     """
     if not name or name != name.strip() or "," in name:
         raise DatasetError(f"--register-coco: dataset name {name!r} is invalid; use a plain name such as mine_train")
-    json_file = _checked_path(name, json_file, "annotation file")
-    image_root = _checked_path(name, image_root, "image folder")
+    json_file, image_root = _checked_paths(name, json_file, image_root)
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
         if (meta.get("json_file"), meta.get("image_root")) == (json_file, image_root):
@@ -40,16 +40,10 @@ def register_coco_datasets(entries: Iterable[Sequence[str]]) -> List[str]:
     return [register_coco(*entry) for entry in entries or ()]
 
 
-def _checked_path(name: str, path: str, what: str) -> str:
-    """The absolute ``path`` of an annotation file or image folder that exists and can be read."""
-    full = os.path.abspath(os.path.expanduser(path))
-    folder = what == "image folder"
-    where = f"--register-coco {name}: {what} {full}"
-    if not os.path.exists(full):
-        raise DatasetError(f"{where} does not exist; check the path")
-    if folder != os.path.isdir(full):
-        raise DatasetError(f"{where} is a {'file' if folder else 'folder'}; pass "
-                           f"{'the folder that holds the images' if folder else 'the COCO instances JSON file'}")
-    if not os.access(full, os.R_OK | (os.X_OK if folder else 0)):
-        raise DatasetError(f"{where} cannot be read (permission denied); fix its permissions")
-    return full
+def _checked_paths(name: str, json_file: str, image_root: str) -> Tuple[str, str]:
+    """The absolute paths of an annotation file and an image folder that exist and can be read
+    (resnext_det/paths.py: one-line PathError naming the path and what was expected)."""
+    json_file, image_root = (os.path.abspath(os.path.expanduser(p)) for p in (json_file, image_root))
+    readable_file(json_file, f"--register-coco {name}: annotation file", "pass the COCO instances JSON file")
+    existing_dir(image_root, f"--register-coco {name}: image folder", "pass the folder that holds the images")
+    return json_file, image_root

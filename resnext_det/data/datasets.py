@@ -16,6 +16,7 @@ from typing import Dict, List, NamedTuple, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..paths import coco_dataset_paths
 from .synthetic import SPLITS, ShapesSpec, generate_shapes_dataset
 
 __all__ = [
@@ -100,6 +101,8 @@ def _loader(name: str):
         json_file = ensure_shapes_generated(name)
         return load_coco_json(json_file, MetadataCatalog.get(name).image_root, name)
 
+    load._coco_json = True  # validate.py: load_coco_json of the metadata's json_file and image_root
+    load._prepare = lambda: ensure_shapes_generated(name)  # makes the json_file (before it is checked)
     return load
 
 
@@ -118,7 +121,8 @@ def check_dataset_available(name: str) -> None:
 
     Shapes datasets are generated on the spot. For any other dataset whose metadata names a
     `json_file` and an `image_root` (such as Detectron2's builtin `coco_2017_val`), a missing
-    file raises FileNotFoundError. An unregistered name raises DatasetNotFoundError (a KeyError).
+    file raises FileNotFoundError, one of the wrong kind (a folder for the json ...) or unreadable a
+    PathError. An unregistered name raises DatasetNotFoundError (a KeyError).
     """
     if name in _SHAPES:
         ensure_shapes_generated(name)
@@ -131,12 +135,12 @@ def check_dataset_available(name: str) -> None:
     if json_file is None or image_root is None or "://" in str(json_file):
         return  # not a local COCO-style dataset: nothing we know how to check
     for path, what in ((json_file, "annotation file"), (image_root, "image folder")):
-        exists = os.path.isfile(path) if what == "annotation file" else os.path.isdir(path)
-        if not exists:
+        if not os.path.exists(path):
             raise FileNotFoundError(
                 f"Dataset '{name}' is not available: its {what} {os.path.abspath(path)} does "
                 f"not exist. Fix: {_how_to_provide(json_file, image_root)}"
             )
+    coco_dataset_paths(json_file, image_root, name)  # there, but of the wrong kind or unreadable: PathError
 
 
 def _unknown_dataset(name: str, known: List[str], kind: str) -> DatasetNotFoundError:

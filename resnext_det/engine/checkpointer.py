@@ -6,7 +6,11 @@ from detectron2.checkpoint import DetectionCheckpointer
 from ..checkpoint import CheckpointError
 from ..checkpoint.atomic import atomic_write, remove_stale_temporaries
 
-__all__ = ["AtomicCheckpointer", "atomic_write", "remove_stale_temporaries"]
+__all__ = ["AtomicCheckpointer", "CheckpointWriteError", "atomic_write", "remove_stale_temporaries"]
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, folder removed ...); the previous one is kept."""
 
 
 def _is_local(path: str) -> bool:
@@ -33,14 +37,32 @@ class AtomicCheckpointer(DetectionCheckpointer):
         path = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", path)
         remove_stale_temporaries(self.save_dir)
-        atomic_write(path, lambda f: torch.save(data, f))
+        try:
+            atomic_write(path, lambda f: torch.save(data, f))
+        except OSError as e:
+            raise self._write_error(path, e) from e
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not _is_local(self.save_dir):
             return super().tag_last_checkpoint(last_filename_basename)
-        atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
-                     lambda f: f.write(last_filename_basename.encode()))
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
+        except OSError as e:
+            raise self._write_error(path, e) from e
+
+    def _write_error(self, path: str, error: OSError) -> "CheckpointWriteError":
+        """One line: what could not be written, why, and which checkpoint a --resume continues from."""
+        last = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(last) as f:
+                previous = f.read().strip()
+        except OSError:
+            previous = ""
+        kept = (f"the previous checkpoint {previous} is intact and last_checkpoint names it: free space and rerun "
+                "with --resume to continue from it") if previous else "no earlier checkpoint was saved"
+        return CheckpointWriteError(f"could not write {path} ({error.strerror or error}); {kept}")
 
     _resuming = False
 
@@ -55,6 +77,22 @@ class AtomicCheckpointer(DetectionCheckpointer):
             return super().resume_or_load(path, resume=resume)
         finally:
             self._resuming = False
+
+    def _load_model(self, checkpoint):
+        if self._resuming:  # Detectron2 would skip mismatching tensors with a log line: a silent fresh init
+            self._check_same_model(checkpoint.get("model", {}))
+        return super()._load_model(checkpoint)
+
+    def _check_same_model(self, saved) -> None:
+        ours = {k: tuple(v.shape) for k, v in self.model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        theirs = {k: tuple(getattr(v, "shape", ())) for k, v in saved.items() if not k.endswith("num_batches_tracked")}
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        if differ:
+            k = differ[0]
+            raise CheckpointError(f"--resume: {self.get_checkpoint_file()} holds a model other than the one this config "
+                                  f"builds ({len(differ)} tensors differ, e.g. {k}: {theirs.get(k, 'absent')} in the "
+                                  f"checkpoint, {ours.get(k, 'absent')} in the model); resume with the config it was "
+                                  "trained with, or train into another OUTPUT_DIR")
 
     def _torch_load(self, f):
         try:

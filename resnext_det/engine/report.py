@@ -17,7 +17,8 @@ LOSS_KEYS = ("total_loss", "loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn
 def read_metrics(path: str) -> List[Dict]:
     """The records of Detectron2's JSONWriter (one JSON object a line), in file order.
 
-    Resumed runs append to the file and may repeat iterations: a later record wins.
+    Resumed runs append to the file and may repeat iterations: a later record wins. Non-finite values
+    are null (with a note) in files written by this plugin, NaN in older ones.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist: is this a Detectron2 output directory?")
@@ -30,6 +31,8 @@ def read_metrics(path: str) -> List[Dict]:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{number} is not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number} is not a JSON object: is this a Detectron2 metrics.json?")
             by_iter.setdefault(record.get("iteration"), {}).update(record)
     return [by_iter[k] for k in sorted(by_iter, key=lambda i: -1 if i is None else i)]
 
@@ -44,17 +47,22 @@ def final_eval(records: List[Dict], task: str = "bbox") -> Dict[str, float]:
     return {}
 
 
+def _finite(value) -> bool:
+    """A number to plot: metrics.json writes NaN as null (strict_json.py); older files hold NaN."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def plot_curves(records: List[Dict], path: str, title: str = "") -> None:
     """Training losses (left) and box AP / AP50 at every evaluation (right), as one PNG."""
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 4))
     for key in LOSS_KEYS:
-        points = [(r["iteration"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+        points = [(r["iteration"], r[key]) for r in records if _finite(r.get(key))]
         if points:
             ax_loss.plot(*zip(*points), label=key, linewidth=2 if key == "total_loss" else 1)
     ax_loss.set(xlabel="iteration", ylabel="loss (median over 20 iterations)", title="training losses")
     ax_loss.legend(fontsize=8)
     for key in ("bbox/AP", "bbox/AP50", "bbox/AP75"):
-        points = [(r["iteration"], r[key]) for r in records if key in r]
+        points = [(r["iteration"], r[key]) for r in records if _finite(r.get(key))]
         if points:
             ax_ap.plot(*zip(*points), marker="o", label=key)
             if key == "bbox/AP":

@@ -2,10 +2,12 @@
 import logging
 import os
 import re
+import sys
 import weakref
 
 import torch
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.engine import hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -17,9 +19,14 @@ from ..checkpoint import check_weights_uri
 from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
+from ..paths import readable_file, writable_dir
 from .checkpointer import AtomicCheckpointer
+from .disk_space import DiskSpaceCheck
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
+from .exits import keep_tracebacks_in_log_file
 from .resumable import ResumableRun, StepSeed, build_resumable_train_loader
+from .stop_together import AgreeingLoader, agree
+from .writers import strict_writers
 
 __all__ = ["BAD_INPUT", "TrainingDivergedError", "Trainer", "setup_cfg", "check_inputs"]
 
@@ -35,9 +42,10 @@ BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError, DatasetError,
 
 
 def check_inputs(cfg, resume: bool = False):
-    """Fail before any model is built when a dataset or the MODEL.WEIGHTS file is missing or does not
-    fit (a URI's file is downloaded and converted here); have the datasets checked when loaded
-    (resnext_det/data/validate.py)."""
+    """Fail before any model is built when OUTPUT_DIR cannot be written, or a dataset or the MODEL.WEIGHTS
+    file is missing or does not fit (a URI's file is downloaded and converted here); have the datasets
+    checked when loaded (resnext_det/data/validate.py)."""
+    writable_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR", "name a folder that can be written (it is created if missing)")
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
     check_datasets(cfg)
@@ -45,11 +53,10 @@ def check_inputs(cfg, resume: bool = False):
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if weights and "://" in weights and not resuming:
         check_weights_uri(cfg, weights)  # torchvision://, timm://, detectron2://, ...: downloaded (once) now
-    if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
-        raise ConfigError(f"MODEL.WEIGHTS={weights!r} does not exist; make it with tools/convert_pretrained.py, "
-                          "name ImageNet weights by URI instead (e.g. torchvision://resnext101_32x8d; "
-                          "docs/weights.md), or set MODEL.WEIGHTS '' to train from scratch")
     if weights and "://" not in weights and not resuming:
+        readable_file(weights, "MODEL.WEIGHTS", "make it with tools/convert_pretrained.py, name ImageNet weights "
+                                                "by URI instead (e.g. torchvision://resnext101_32x8d; docs/weights.md), "
+                                                "or set MODEL.WEIGHTS '' to train from scratch")
         check_model_weights(cfg, weights)
 
 
@@ -70,6 +77,8 @@ class Trainer(ResumableRun, DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self.seed)
+        if comm.get_world_size() > 1:  # a process's bad batch stops every process (stop_together.py)
+            data_loader = AgreeingLoader(data_loader, BAD_INPUT)
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=ddp_device_ids(cfg.MODEL.DEVICE))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -80,11 +89,24 @@ class Trainer(ResumableRun, DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        return [StepSeed()] + super().build_hooks()
+        return [StepSeed(), DiskSpaceCheck()] + super().build_hooks()
+
+    def build_writers(self):
+        return strict_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
         self.continue_data_stream()
+
+    def after_train(self):
+        if sys.exc_info()[1] is None:
+            return super().after_train()
+        # Stopped by an error (also at the last iteration): the logs are written, but the failed model is
+        # neither saved as model_final nor evaluated.
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            if isinstance(hook, (hooks.IterationTimer, hooks.PeriodicWriter)):
+                hook.after_train()
 
     @classmethod
     def build_model(cls, cfg):
@@ -92,12 +114,14 @@ class Trainer(ResumableRun, DefaultTrainer):
         return cpu_sync_batchnorm(model) if torch.device(cfg.MODEL.DEVICE).type == "cpu" else model
 
     def run_step(self):
+        failure = None
         try:
             super().run_step()
-        except FloatingPointError as e:
+        except FloatingPointError as e:  # raised by the main process only: every process stops with it
             clip = "" if self.cfg.SOLVER.CLIP_GRADIENTS.ENABLED else " or enable SOLVER.CLIP_GRADIENTS"
             fix = f"lower SOLVER.BASE_LR (now {self.cfg.SOLVER.BASE_LR:g}){clip}"
-            raise TrainingDivergedError(diverged_message(e, self.iter, fix)) from None
+            failure = TrainingDivergedError(diverged_message(e, self.iter, fix))
+        agree(failure)
 
     @classmethod
     def build_train_loader(cls, cfg, seed=None):
@@ -157,5 +181,6 @@ def setup_cfg(args):
     # This package's log lines beside Detectron2's: on screen (rank 0) and in OUTPUT_DIR/log.txt*.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det", abbrev_name="rx",
                  enable_propagation=True)
+    keep_tracebacks_in_log_file()  # the tools print one line for these errors; log.txt keeps the traceback
     cpu_threads_per_process(cfg.MODEL.DEVICE)
     return cfg
