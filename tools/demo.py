@@ -4,9 +4,11 @@
 Leaves in the output directory: metrics.json (losses and COCO AP per evaluation), model_final.pth,
 curves.png (losses and AP), predictions.png (val images with predicted boxes) and summary.json.
 With --fuse, the trained model is evaluated once more unfused and once fused (norms folded into the
-convolutions), and summary.json gives both APs and evaluation times.
+convolutions), and summary.json gives both APs and evaluation times. --precision bf16 (and fp32, fp16
+on CUDA) evaluates it fused in each precision, --compile also compiled (compile time included in its
+evaluation time, and given apart).
 
-    python tools/demo.py --output-dir output/demo [--fuse] [KEY VALUE ...]
+    python tools/demo.py --output-dir output/demo [--fuse] [--precision fp32 bf16] [--compile] [KEY VALUE ...]
 """
 import argparse
 import json
@@ -18,7 +20,10 @@ import torch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import fuse_for_inference
+from resnext_det.compile import compile_seconds
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
+from resnext_det.engine.amp import amp_dtype
+from resnext_det.precision import check_precision, precision_dtype
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
@@ -32,6 +37,11 @@ def parse_args(argv=None):
     parser.add_argument("--num-images", type=int, default=8, help="val images drawn in predictions.png")
     parser.add_argument("--fuse", action="store_true",
                         help="after training, also evaluate the fused model and draw its predictions")
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16"),
+                        help="after training, also evaluate the fused model in each of these precisions "
+                             "(implies --fuse; fp16: CUDA only)")
+    parser.add_argument("--compile", action="store_true",
+                        help="after training, also evaluate the fused model compiled (in each --precision)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -54,18 +64,42 @@ def draw_val_predictions(cfg, model, path, num_images, fuse=False):
     draw_predictions(images, predictions, MetadataCatalog.get(dataset).thing_classes, path)
 
 
-def compare_fused_evaluation(cfg, model):
-    """COCO AP and seconds of one evaluation of the (first) test set, unfused then fused."""
+def amp_dtype_name(cfg):
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[amp_dtype(cfg)] \
+        if cfg.SOLVER.AMP.ENABLED else "fp32"
+
+
+def evaluation_modes(args):
+    """[(name, fuse_for_inference keywords or None)]: the modes the trained model is evaluated in after
+    training, unfused first; [] when no --fuse, --precision or --compile was given."""
+    if not (args.fuse or args.precision or args.compile):
+        return []
+    precisions = args.precision or ["fp32"]
+    found = [("unfused", None)]
+    for compiled in (False, True) if args.compile else (False,):
+        for precision in precisions:
+            name = ("compiled" if compiled else "fused") + ("" if precision == "fp32" else f"-{precision}")
+            found.append((name, {"dtype": precision_dtype(precision), "compile": compiled}))
+    return found
+
+
+def compare_evaluations(cfg, model, modes):
+    """COCO AP and seconds of one evaluation of the (first) test set in each of ``modes``
+    (:func:`evaluation_modes`), with the time relative to the unfused evaluation."""
     import copy
 
     results = {}
-    for name, evaluated in (("unfused", model), ("fused", fuse_for_inference(copy.deepcopy(model)))):
+    for name, fuse in modes:
+        evaluated = model if fuse is None else fuse_for_inference(copy.deepcopy(model), **fuse)
         start = time.perf_counter()
         metrics = Trainer.test(cfg, evaluated)
+        seconds = time.perf_counter() - start
         # Detectron2 returns one test set's metrics directly, several sets' by name
         box = (metrics if len(cfg.DATASETS.TEST) == 1 else metrics[cfg.DATASETS.TEST[0]])["bbox"]
-        results[name] = {"AP": box["AP"], "seconds": round(time.perf_counter() - start, 2)}
-    results["fused_over_unfused_time"] = round(results["fused"]["seconds"] / results["unfused"]["seconds"], 3)
+        results[name] = {"AP": box["AP"], "AP50": box["AP50"], "AP75": box["AP75"], "seconds": round(seconds, 2),
+                         "time_over_unfused": round(seconds / results["unfused"]["seconds"], 3) if results else 1.0}
+        if fuse is not None and fuse["compile"]:
+            results[name]["compile_seconds"] = round(sum(compile_seconds(evaluated)), 2)
     return results
 
 
@@ -76,6 +110,9 @@ def main(argv=None):
     try:
         cfg = setup_cfg(args)
         check_inputs(cfg)
+        modes = evaluation_modes(args)
+        for _, fuse in modes[1:]:
+            check_precision(fuse["dtype"], cfg.MODEL.DEVICE)
     except BAD_INPUT as e:
         sys.exit(f"error: {e}")
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
@@ -97,11 +134,12 @@ def main(argv=None):
                 title=f"{cfg.MODEL.RESNEXT.ARCH} Faster R-CNN FPN on {cfg.DATASETS.TRAIN[0]}")
     with torch.no_grad():
         draw_val_predictions(cfg, trainer.model, os.path.join(cfg.OUTPUT_DIR, "predictions.png"),
-                             args.num_images, fuse=args.fuse)
+                             args.num_images, fuse=bool(modes))
     summary = {"arch": cfg.MODEL.RESNEXT.ARCH, "iterations": cfg.SOLVER.MAX_ITER,
-               "train_and_eval_seconds": round(train_seconds, 1), "bbox": box}
-    if args.fuse:
-        summary["evaluation"] = compare_fused_evaluation(cfg, trainer.model)
+               "train_and_eval_seconds": round(train_seconds, 1), "bbox": box,
+               "training_precision": amp_dtype_name(cfg), "threads": torch.get_num_threads()}
+    if modes:
+        summary["evaluation"] = compare_evaluations(cfg, trainer.model, modes)
     with open(os.path.join(cfg.OUTPUT_DIR, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(summary, indent=2))

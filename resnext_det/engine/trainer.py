@@ -5,7 +5,7 @@ import re
 import weakref
 
 import torch
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -16,6 +16,7 @@ from ..evaluation import FastCOCOEvaluator
 from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
+from .amp import amp_dtype, build_step_trainer
 from .checkpointer import AtomicCheckpointer
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
 from .resumable import ResumableBatchSampler, StepSeed, build_resumable_train_loader
@@ -39,6 +40,8 @@ def check_inputs(cfg, resume: bool = False):
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
     check_datasets(cfg)
+    if cfg.SOLVER.AMP.ENABLED:
+        amp_dtype(cfg)  # a dtype the device cannot train in
     weights = cfg.MODEL.WEIGHTS
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if weights and "://" not in weights and not resuming and not os.path.isfile(weights):
@@ -52,8 +55,9 @@ def check_inputs(cfg, resume: bool = False):
 class Trainer(DefaultTrainer):
     """Trains with Detectron2's default loop; evaluates every test set with COCO AP.
 
-    Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), checkpoints are written
-    atomically, and ``--resume`` continues the data order and randomness exactly (resumable.py).
+    Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), SOLVER.AMP trains in bf16 on
+    CPU (amp.py), checkpoints are written atomically, and ``--resume`` continues the data order and
+    randomness exactly (resumable.py).
     """
 
     def __init__(self, cfg):
@@ -67,7 +71,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self.seed)
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=ddp_device_ids(cfg.MODEL.DEVICE))
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
