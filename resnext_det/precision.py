@@ -1,8 +1,9 @@
 """Reduced-precision inference: the backbone (with its FPN) holds bf16 / fp16 weights, casts its input
 once, and hands fp32 features to the heads, so the RPN, RoIAlign, box regression and NMS stay fp32."""
+import argparse
 import functools
 import logging
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 from .errors import ConfigError
 
 __all__ = ["PRECISIONS", "precision_dtype", "check_precision", "has_native_bf16", "cast_backbone",
-           "inference_dtype", "backbone_part", "inference_options"]
+           "inference_dtype", "backbone_part", "inference_options", "precision_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +127,13 @@ def inference_options(args, device) -> Optional[dict]:
     if not (getattr(args, "fuse", False) or precision != "fp32" or compiled):
         return None
     return {"dtype": dtype, "compile": compiled}
+
+
+def precision_list(text: str) -> List[str]:
+    """An argparse type: "fp32,bf16" -> ["fp32", "bf16"] (comma-separated, so trailing KEY VALUE
+    overrides are not taken for precisions)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if name not in PRECISIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(PRECISIONS)}, comma-separated")
+    return list(dict.fromkeys(names))

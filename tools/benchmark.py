@@ -10,7 +10,7 @@ backbone in that dtype; the peer runs under autocast), eager and, with ``--compi
     # X101-32x8d FPN backbone at 800x1216 vs Detectron2's built-in ResNeXt
     python tools/benchmark.py backbone resnext101_32x8d --fpn --peer detectron2
     # ... in fp32 and bf16, eager and compiled, with the 12 most expensive operators of each
-    python tools/benchmark.py backbone resnext101_32x8d --fpn --precision fp32 bf16 --compile --profile 12
+    python tools/benchmark.py backbone resnext101_32x8d --fpn --precision fp32,bf16 --compile --profile 12
     # SE-ResNeXt-50 vs timm's
     python tools/benchmark.py backbone seresnext50_32x4d --peer timm
     # Faster R-CNN inference (s/img at 800x1333) and one training iteration vs Detectron2's own
@@ -33,7 +33,7 @@ from resnext_det.benchmark import (FP32, autocast_call, detectron2_backbone_peer
                                    top_ops)
 from resnext_det.compile import compile_seconds
 from resnext_det.errors import ConfigError
-from resnext_det.precision import PRECISIONS, check_precision
+from resnext_det.precision import PRECISIONS, check_precision, precision_list
 
 GiB = 1024 ** 3
 # Largest relative difference from ours in fp32 that a variant may show (else it computes something else).
@@ -170,7 +170,7 @@ def _check_same_outputs(calls):
         for a, b in zip(ref, out):
             error = float((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12))
             if error > TOLERANCE[key[1].precision]:
-                raise RuntimeError(f"{key[0]} ({key[1].name}) computes something else than ours "
+                raise RuntimeError(f"{key[0]} computes something else than ours in {key[1].name} "
                                    f"(relative error {error:.2e})")
     return {f"{key[0]} {key[1].name}": round(s, 3) for key, s in seconds.items()}
 
@@ -368,9 +368,9 @@ def argument_parser():
 
     def device_options(p):
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16"), default=["fp32"],
-                       help="modes to compare in: ours fused in that dtype, the others under autocast "
-                            "(fp16: CUDA only)")
+        p.add_argument("--precision", type=precision_list, default=["fp32"], metavar="P[,P...]",
+                       help="modes to compare in, comma-separated (fp32, bf16, fp16 on CUDA): ours fused "
+                            "in that dtype, the others under autocast")
         p.add_argument("--compile", action="store_true",
                        help="also each precision compiled: ours via compile_for_inference, the peer's "
                             "backbone with the same torch.compile settings")

@@ -8,7 +8,7 @@ convolutions), and summary.json gives both APs and evaluation times. --precision
 on CUDA) evaluates it fused in each precision, --compile also compiled (compile time included in its
 evaluation time, and given apart).
 
-    python tools/demo.py --output-dir output/demo [--fuse] [--precision fp32 bf16] [--compile] [KEY VALUE ...]
+    python tools/demo.py --output-dir output/demo [--fuse] [--precision fp32,bf16] [--compile] [KEY VALUE ...]
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ from resnext_det import fuse_for_inference
 from resnext_det.compile import compile_seconds
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 from resnext_det.engine.amp import amp_dtype
-from resnext_det.precision import check_precision, precision_dtype
+from resnext_det.precision import check_precision, precision_dtype, precision_list
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
@@ -37,9 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--num-images", type=int, default=8, help="val images drawn in predictions.png")
     parser.add_argument("--fuse", action="store_true",
                         help="after training, also evaluate the fused model and draw its predictions")
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16"),
-                        help="after training, also evaluate the fused model in each of these precisions "
-                             "(implies --fuse; fp16: CUDA only)")
+    parser.add_argument("--precision", type=precision_list, metavar="P[,P...]",
+                        help="after training, also evaluate the fused model in each of these precisions: "
+                             "fp32, bf16, fp16 (CUDA only), e.g. fp32,bf16 (implies --fuse)")
     parser.add_argument("--compile", action="store_true",
                         help="after training, also evaluate the fused model compiled (in each --precision)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
