@@ -99,3 +99,44 @@ def test_coco_eval_with_fewer_detections_than_objects_and_bad_counts():
     assert all(row["identical_stats"] for row in report["rows"])
     with pytest.raises(SystemExit, match="--images 0 --dets 100: both must be at least 1"):
         benchmark.cli(["coco-eval", "--images", "0", "--repeats", "1"])
+
+
+def _mode_rows(report, measure_prefix):
+    return {(r["variant"], r["mode"]): r for r in report["rows"] if r["measure"].startswith(measure_prefix)}
+
+
+def test_backbone_in_fp32_and_bf16_with_profile():
+    report = benchmark.main(["backbone", "resnet50", "--size", "64", "96", "--batch", "1", "--repeats", "1",
+                             "--warmup", "0", "--precision", "fp32,bf16", "--profile", "3"])
+    rows = _mode_rows(report, "backbone 64x96 batch 1")
+    assert set(rows) == {("ours", "fp32"), ("ours-fused", "fp32"), ("peer", "fp32"), ("ours-fused", "bf16"),
+                         ("peer", "bf16")}
+    bf16 = rows[("ours-fused", "bf16")]
+    assert bf16["ratio_to_peer"] == pytest.approx(bf16["seconds"] / rows[("peer", "bf16")]["seconds"])
+    assert bf16["ratio_to_peer_fp32"] == pytest.approx(bf16["seconds"] / rows[("peer", "fp32")]["seconds"])
+    assert all(len(row["top_ops"]) == 3 and row["top_ops"][0][1] > 0 for row in rows.values())
+    assert report["context"]["precision"] == ["fp32", "bf16"]
+
+
+@pytest.mark.e2e
+def test_compiled_modes_compile_once_for_both_batch_sizes():
+    report = benchmark.main(["backbone", "resnet50", "--size", "160", "224", "--batch", "2", "--repeats", "1",
+                             "--warmup", "0", "--precision", "fp32,bf16", "--compile"])
+    for batch in (1, 2):
+        rows = _mode_rows(report, f"backbone 160x224 batch {batch}")
+        compiled = {key: row for key, row in rows.items() if key[1].endswith("compiled")}
+        assert set(compiled) == {(who, f"{p} compiled") for who in ("ours-fused", "peer") for p in ("fp32", "bf16")}
+        # dynamic shapes: the first call compiled, batch 2 did not compile again
+        assert all(row["compilations"] == 1 and row["compile_seconds"] > 0 for row in compiled.values())
+    assert all(seconds > 0 for seconds in report["context"]["first_call_seconds"].values())
+
+
+@pytest.mark.e2e
+def test_detector_in_every_mode(tmp_path):
+    report = benchmark.main(["detector", "--config-file", "configs/faster_rcnn_R50_FPN_1x.yaml", "--size", "192", "256",
+                             "--repeats", "1", "--warmup", "0", "--precision", "fp32,bf16", "--compile"])
+    inference = _mode_rows(report, "Faster R-CNN inference 192x256")
+    assert set(inference) == {("ours", "fp32")} | {(who, mode) for who in ("ours-fused", "peer")
+                                                  for mode in ("fp32", "bf16", "fp32 compiled", "bf16 compiled")}
+    assert set(_mode_rows(report, "training iteration 192x256")) == {(who, p) for who in ("ours", "peer")
+                                                                     for p in ("fp32", "bf16")}

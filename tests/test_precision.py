@@ -174,3 +174,16 @@ def test_bf16_training_steps_decrease_the_loss(tiny_shapes):
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_export_bf16_backbone_to_torchscript(tmp_path, capsys):
+    load_tool("export_model").main(["--backbone", "resnet50", "--precision", "bf16", "--size", "64", "64",
+                                    "--output-dir", str(tmp_path)])
+    assert [line.split(";")[0] for line in capsys.readouterr().out.splitlines()] == \
+        [f"wrote {tmp_path / 'resnet50.pt'}"]  # bf16: TorchScript only
+    torch.manual_seed(0)  # the tool's random weights
+    model = create_backbone("resnet50").eval()
+    traced = torch.jit.load(str(tmp_path / "resnet50.pt"))
+    x = torch.randn(1, 3, 64, 96)  # another size than the example
+    with torch.no_grad():
+        assert _relative_error(traced(x), model(x)) < BF16_TOLERANCE
