@@ -3,6 +3,7 @@ once, and hands fp32 features to the heads, so the RPN, RoIAlign, box regression
 import argparse
 import functools
 import logging
+import platform
 from typing import List, Optional, Union
 
 import torch
@@ -38,8 +39,11 @@ def precision_name(dtype: torch.dtype) -> str:
     return _NAMES[dtype]
 
 
-def has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
+def has_native_bf16() -> Optional[bool]:
+    """Whether this x86 CPU computes bf16 in hardware (AVX512-BF16 or AMX; elsewhere oneDNN emulates
+    it); None on other CPUs, where PyTorch does not say."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return None
     cpu = torch.cpu
     return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
                                                                   "_is_amx_tile_supported"))
@@ -60,7 +64,7 @@ def check_precision(dtype: torch.dtype, device: Union[str, torch.device]) -> Non
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"precision {name}: this GPU ({torch.cuda.get_device_name(device)}) has no bf16; "
                           "use fp16")
-    if dtype == torch.bfloat16 and device.type == "cpu" and not has_native_bf16() and not _warned_emulated:
+    if dtype == torch.bfloat16 and device.type == "cpu" and has_native_bf16() is False and not _warned_emulated:
         _warned_emulated = True
         logger.warning("this CPU has no native bf16 (neither AVX512-BF16 nor AMX): bf16 runs emulated, "
                        "slower than fp32")

@@ -187,3 +187,15 @@ def test_export_bf16_backbone_to_torchscript(tmp_path, capsys):
     x = torch.randn(1, 3, 64, 96)  # another size than the example
     with torch.no_grad():
         assert _relative_error(traced(x), model(x)) < BF16_TOLERANCE
+
+
+def test_bf16_without_native_support_is_said_once(monkeypatch, caplog):
+    from resnext_det import precision
+
+    monkeypatch.setattr(precision, "has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "_warned_emulated", False)
+    with caplog.at_level(logging.WARNING, logger="resnext_det.precision"):
+        for _ in range(2):
+            precision.check_precision(torch.bfloat16, "cpu")
+    assert [r.getMessage() for r in caplog.records] == [
+        "this CPU has no native bf16 (neither AVX512-BF16 nor AMX): bf16 runs emulated, slower than fp32"]
