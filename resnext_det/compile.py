@@ -55,6 +55,11 @@ class _LoggedCompiledCall:
                         self.what, "re" if len(self.seconds) > 1 else "", shapes, spent)
         return out
 
+    def __deepcopy__(self, memo):
+        # A copy would keep calling the original module's compiled code.
+        raise RuntimeError("a compiled model cannot be copied: copy it before compile_for_inference "
+                           "(or fuse_for_inference(..., compile=True)) and compile the copy")
+
 
 def _refuse_new_weights(module, *args, **kwargs):
     raise RuntimeError("this model was compiled with its weights frozen in (torch.compile freezing): "

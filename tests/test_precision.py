@@ -102,6 +102,8 @@ def test_compiled_backbone_matches_eager_and_does_not_recompile_for_another_size
     assert "ResNeXt compiled for input [(1, 3, 160, 224)] in" in caplog.text
     with pytest.raises(RuntimeError, match="weights frozen in.*load them before compile_for_inference"):
         compiled.load_state_dict(model.state_dict())
+    with pytest.raises(RuntimeError, match="a compiled model cannot be copied: copy it before"):
+        copy.deepcopy(compiled)
 
 
 @pytest.mark.e2e
