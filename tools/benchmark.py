@@ -81,7 +81,7 @@ def _run_rows(args, items, models):
     for label, per, calls in items:
         with torch.inference_mode():
             for key, call in calls.items():
-                if key[1].compiled:  # may compile for this input (a batch > 1 after batch 1): not timed
+                if key[1].compiled:  # may compile for this input (e.g. a batch > 1 after batch 1): untimed
                     call()
             timings = interleaved(calls, args.repeats, args.warmup, args.device)
             memory = {key: peak_memory(call, args.device) for key, call in calls.items()}
@@ -98,12 +98,12 @@ def _compile_fields(model):
     return {"compile_seconds": sum(seconds), "compilations": len(seconds)} if seconds else {}
 
 
-def _variants(ours, peer, args, fused_only=False):
+def _variants(ours, peer, args):
     """(name, Mode) -> model, for every mode asked for: ours unfused (fp32 eager), ours fused in each
     mode, and the peer in each mode."""
     variants = {}
     for mode in modes(args.precision, args.compile):
-        if mode == FP32 and not fused_only:
+        if mode == FP32:
             variants[("ours", mode)] = ours
         variants[("ours-fused", mode)] = fused_copy(ours, args.channels_last, mode)
         if peer is not None:
@@ -150,21 +150,26 @@ def bench_backbone(args):
         x = _input((batch, 3, h, w), args, args.channels_last)
         label = f"backbone {h}x{w} batch {batch} (s/img)"
         items.append((label, batch, {key: _call(key, m, x, device=args.device) for key, m in variants.items()}))
-    first_calls = _check_same_outputs(items[0][2])
+    outs, first_calls = _first_calls(items[0][2])
+    _check_same_outputs(outs)
     rows = _run_rows(args, items, variants)
     return rows_with_context(rows, args, peer=args.peer, first_call_seconds=first_calls)
 
 
-def _check_same_outputs(calls):
-    """Benchmarked variants must compute the same function as ours in fp32 (within their precision's
-    tolerance); otherwise the comparison means nothing. Returns each variant's first-call seconds
-    (a compiled variant compiles in it)."""
+def _first_calls(calls):
+    """Each variant's first output, and its seconds by name (a compiled variant compiles in it)."""
     outs, seconds = {}, {}
     with torch.inference_mode():
         for key, call in calls.items():
             start = time.perf_counter()
             outs[key] = call()
-            seconds[key] = time.perf_counter() - start
+            seconds[f"{key[0]} {key[1].name}"] = round(time.perf_counter() - start, 3)
+    return outs, seconds
+
+
+def _check_same_outputs(outs):
+    """Benchmarked variants must compute the same function as ours in fp32 (within their precision's
+    tolerance); otherwise the comparison means nothing."""
     reference_key = ("ours", FP32) if ("ours", FP32) in outs else next(iter(outs))
     ref = outs[reference_key]
     ref = list(ref.values()) if isinstance(ref, dict) else list(ref)
@@ -175,7 +180,6 @@ def _check_same_outputs(calls):
             if error > TOLERANCE[key[1].precision]:
                 raise RuntimeError(f"{key[0]} computes something else than ours in {key[1].name} "
                                    f"(relative error {error:.2e})")
-    return {f"{key[0]} {key[1].name}": round(s, 3) for key, s in seconds.items()}
 
 
 def bench_detector(args):
@@ -195,12 +199,7 @@ def bench_detector(args):
     variants = _variants(ours.eval(), peer if peer is None else peer.eval(), args)
     items = [(f"Faster R-CNN inference {h}x{w} (s/img)", 1,
               {key: _call(key, m, inputs, device=args.device) for key, m in variants.items()})]
-    first_calls = {}
-    with torch.inference_mode():
-        for key, call in items[0][2].items():  # compiled variants compile here, not in the timed runs
-            start = time.perf_counter()
-            call()
-            first_calls[f"{key[0]} {key[1].name}"] = round(time.perf_counter() - start, 3)
+    _, first_calls = _first_calls(items[0][2])
     rows = _run_rows(args, items, variants)
     if not args.skip_train:
         gt = Instances((h, w))
