@@ -19,3 +19,17 @@ def test_demo_with_fuse_reports_every_evaluation(tiny_shapes, tmp_path):
     assert abs(evaluation["fused"]["AP"] - evaluation["unfused"]["AP"]) < 0.05
     assert summary["training_precision"] == "fp32"
     assert json.loads((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
+
+
+def test_amp_option_sets_solver_amp_unless_overridden(monkeypatch):
+    from resnext_det import load_config
+
+    demo = load_tool("demo")
+    assert demo.amp_overrides("off") == []
+    assert demo.amp_overrides("on") == ["SOLVER.AMP.ENABLED", "True"]
+    for native, expected in ((True, ["SOLVER.AMP.ENABLED", "True"]), (False, []), (None, [])):
+        monkeypatch.setattr(demo, "has_native_bf16", lambda: native)
+        assert demo.amp_overrides("auto") == expected
+    args = demo.parse_args(["--amp", "on", "SOLVER.AMP.ENABLED", "False"])
+    cfg = load_config(demo.DEFAULT_CONFIG, demo.amp_overrides(args.amp) + args.opts)
+    assert cfg.SOLVER.AMP.ENABLED is False  # the user's explicit override wins

@@ -6,7 +6,8 @@ curves.png (losses and AP), predictions.png (val images with predicted boxes) an
 With --fuse, the trained model is evaluated once more unfused and once fused (norms folded into the
 convolutions), and summary.json gives both APs and evaluation times. --precision bf16 (and fp32, fp16
 on CUDA) evaluates it fused in each precision, --compile also compiled (compile time included in its
-evaluation time, and given apart).
+evaluation time, and given apart). --amp on trains under bf16 autocast (SOLVER.AMP.ENABLED); --amp
+auto does so where the CPU has native bf16.
 
     python tools/demo.py --output-dir output/demo [--fuse] [--precision fp32,bf16] [--compile] [KEY VALUE ...]
 """
@@ -23,9 +24,12 @@ from resnext_det import fuse_for_inference
 from resnext_det.compile import compile_seconds
 from resnext_det.engine import BAD_INPUT, Trainer, check_inputs, setup_cfg
 from resnext_det.engine.amp import amp_dtype
-from resnext_det.precision import check_precision, precision_dtype, precision_list
+from resnext_det.precision import check_precision, has_native_bf16, precision_dtype, precision_list
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 
+# Whether the demo trains under bf16 autocast: "off" until bf16 training is measured to reach the
+# demo's AP floor faster than fp32 (docs/speed.md, "Training the demo in bf16"); then "auto".
+AMP_DEFAULT = "off"
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
                               "shapes_faster_rcnn_X50_FPN.yaml")
 
@@ -42,6 +46,9 @@ def parse_args(argv=None):
                              "fp32, bf16, fp16 (CUDA only), e.g. fp32,bf16 (implies --fuse)")
     parser.add_argument("--compile", action="store_true",
                         help="after training, also evaluate the fused model compiled (in each --precision)")
+    parser.add_argument("--amp", choices=("off", "on", "auto"), default=AMP_DEFAULT,
+                        help="train under bf16 autocast (SOLVER.AMP.ENABLED; an explicit override wins): on, "
+                             "off, or auto: on where the CPU has native bf16 (default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -62,6 +69,11 @@ def draw_val_predictions(cfg, model, path, num_images, fuse=False):
         predictions.append(predictor(image)["instances"].to("cpu"))
         images.append(image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image)
     draw_predictions(images, predictions, MetadataCatalog.get(dataset).thing_classes, path)
+
+
+def amp_overrides(amp):
+    """SOLVER.AMP.ENABLED for --amp, before the user's overrides (which win)."""
+    return ["SOLVER.AMP.ENABLED", "True"] if amp == "on" or amp == "auto" and has_native_bf16() else []
 
 
 def amp_dtype_name(cfg):
@@ -105,7 +117,7 @@ def compare_evaluations(cfg, model, modes):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.opts = list(args.opts) + ["OUTPUT_DIR", args.output_dir]
+    args.opts = amp_overrides(args.amp) + list(args.opts) + ["OUTPUT_DIR", args.output_dir]
     args.resume, args.eval_only, args.num_gpus = False, False, 1
     try:
         cfg = setup_cfg(args)
