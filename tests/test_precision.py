@@ -106,9 +106,10 @@ def test_compiled_backbone_matches_eager_and_does_not_recompile_for_another_size
         copy.deepcopy(compiled)
 
 
-# Every block form compiled in both precisions; the deeper names repeat those blocks, compiled in bf16.
+# Every block form compiled in both precisions. The deeper names repeat those blocks and take 1-3 min
+# each to compile on 2 cores (resnest269 about 2.5): two of them, in bf16, stand for the rest.
 COMPILED = [(name, dtype) for name in FAST for dtype in (torch.float32, torch.bfloat16)] + \
-    [(name, torch.bfloat16) for name in list_backbones() if name not in FAST]
+    [("resnext101_32x8d", torch.bfloat16), ("resnest101", torch.bfloat16)]
 
 
 @pytest.mark.e2e
