@@ -121,11 +121,11 @@ def test_backbone_in_fp32_and_bf16_with_profile():
 @pytest.mark.e2e
 def test_compiled_modes_report_their_compilations():
     report = benchmark.main(["backbone", "resnet50", "--size", "160", "224", "--batch", "3", "--repeats", "1",
-                             "--warmup", "0", "--precision", "fp32,bf16", "--compile"])
+                             "--warmup", "0", "--compile"])  # bf16 compiled: test_detector_in_every_mode
     for batch in (1, 3):
         rows = _mode_rows(report, f"backbone 160x224 batch {batch}")
         compiled = {key: row for key, row in rows.items() if key[1].endswith("compiled")}
-        assert set(compiled) == {(who, f"{p} compiled") for who in ("ours-fused", "peer") for p in ("fp32", "bf16")}
+        assert set(compiled) == {("ours-fused", "fp32 compiled"), ("peer", "fp32 compiled")}
         # PyTorch specializes size-1 dimensions: batch 1 compiles, batch 3 once more (any batch > 1 after it)
         assert all(row["compilations"] == (1 if batch == 1 else 2) and row["compile_seconds"] > 0
                    for row in compiled.values())
