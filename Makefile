@@ -19,8 +19,8 @@ help:
 	@echo "make demo   - set up, train + evaluate the CPU demo detector into output/demo/"
 	@echo "make test   - set up, run the fast test suite"
 	@echo "make test-e2e - set up, run the long end-to-end tests (the full demo and its AP target)"
-	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/)"
-	@echo "make bench  - the speed comparisons README reports (output/bench/; about 20 min on 2 cores)"
+	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/; SEEDS=3 for 3 seeds each)"
+	@echo "make bench  - the speed comparisons docs/speed.md reports, every mode (output/bench/; over an hour on 2 cores)"
 	@echo "make setup  - only set up ($(PYTHON))"
 
 setup: $(STAMPS)/project
@@ -58,21 +58,27 @@ test-e2e: setup
 demo: setup
 	$(PYTHON) tools/demo.py --output-dir output/demo
 
-# The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule and
-# seed, on the embedded shapes dataset (not COCO). About 20 minutes on 2 CPU cores.
+# The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule, on the
+# embedded shapes dataset (not COCO), with SEEDS seeds each (SEED 0..SEEDS-1; `make compare SEEDS=3`):
+# mean and spread per backbone, and the difference paired by seed. About 10 minutes per run on 2 CPU
+# cores (2 x SEEDS runs); finished runs are kept when it is started again.
+SEEDS ?= 1
+COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_FPN.yaml
 compare: setup
-	$(PYTHON) tools/demo.py --output-dir output/compare/R50 MODEL.RESNEXT.ARCH resnet50
-	$(PYTHON) tools/demo.py --output-dir output/compare/X50_32x4d MODEL.RESNEXT.ARCH resnext50_32x4d
-	$(PYTHON) tools/compare_results.py output/compare/R50 output/compare/X50_32x4d --plot output/compare/ap.png
+	$(PYTHON) tools/run_comparison.py --config-file $(COMPARE_CONFIG) --seeds $(SEEDS) \
+	    --archs resnet50 resnext50_32x4d --output-dir output/compare
 
-# The speed figures README reports: ours vs Detectron2's built-in and timm's, and COCO evaluation.
+# The speed figures README reports: ours vs Detectron2's built-in and timm's in the same mode (eager
+# fp32, bf16, compiled fp32, compiled bf16; compile times, peak memory and the most expensive operators
+# of each variant in the json), and COCO evaluation. BENCH_MODES=--precision=fp32 runs fp32 eager only.
 BENCH := $(PYTHON) tools/benchmark.py
+BENCH_MODES ?= --precision fp32,bf16 --compile --profile 15
 bench: setup
 	@mkdir -p output/bench
-	$(BENCH) backbone resnext101_32x8d --fpn --peer detectron2 --json output/bench/x101_32x8d_fpn.json
+	$(BENCH) backbone resnext101_32x8d --fpn --peer detectron2 $(BENCH_MODES) --json output/bench/x101_32x8d_fpn.json
 	for n in seresnext50_32x4d skresnext50_32x4d resnest50; do \
-	    $(BENCH) backbone $$n --peer timm --json output/bench/$${n}_timm.json || exit 1; done
-	$(BENCH) detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --repeats 3 \
+	    $(BENCH) backbone $$n --peer timm $(BENCH_MODES) --json output/bench/$${n}_timm.json || exit 1; done
+	$(BENCH) detector --config-file configs/faster_rcnn_X101_32x8d_FPN.yaml --repeats 3 $(BENCH_MODES) \
 	    --json output/bench/frcnn_x101_32x8d.json
 	$(BENCH) coco-eval --json output/bench/coco_eval.json
 

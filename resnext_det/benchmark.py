@@ -1,5 +1,6 @@
-"""Measurement for tools/benchmark.py: interleaved timing, peak memory, and the peer models we are
-compared with (Detectron2's built-in ResNet/ResNeXt, timm), given the same weights as ours."""
+"""Measurement for tools/benchmark.py: interleaved timing, peak memory, the modes models are compared in
+(precision, compiled or eager), and the peer models we are compared with (Detectron2's built-in
+ResNet/ResNeXt, timm), given the same weights as ours."""
 import copy
 import statistics
 import threading
@@ -12,9 +13,11 @@ from torch import nn
 
 from .archs import ArchSpec
 from .errors import ConfigError
+from .precision import PRECISIONS, backbone_part
 
 __all__ = ["Timing", "interleaved", "peak_memory", "detectron2_backbone_peer", "timm_backbone_peer",
-           "detectron2_detector_peer", "detectron2_dcn_unavailable", "TIMM_NAMES", "time_agree"]
+           "detectron2_detector_peer", "detectron2_dcn_unavailable", "TIMM_NAMES", "time_agree", "Mode",
+           "modes", "fused_copy", "peer_in_mode", "autocast_call", "top_ops"]
 
 # Our preset -> timm's model of the same architecture (timm's "d"/"e" ResNeSts are ours: deep stem,
 # avg-down shortcut, avd).
@@ -228,10 +231,75 @@ def detectron2_detector_peer(cfg, ours: nn.Module) -> nn.Module:
     return peer
 
 
-def fused_copy(model: nn.Module, channels_last: Optional[bool] = None) -> nn.Module:
+@dataclass(frozen=True)
+class Mode:
+    """How a model runs: its precision (fp32, bf16, fp16) and whether its backbone is compiled.
+
+    Ours runs a mode as ``fuse_for_inference`` makes it (weights in that dtype, backbone compiled);
+    a peer runs it under ``torch.autocast`` with its backbone compiled the same way (``compile_module``).
+    """
+
+    precision: str = "fp32"
+    compiled: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.precision + (" compiled" if self.compiled else "")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+
+FP32 = Mode()
+
+
+def modes(precisions, compile: bool) -> List[Mode]:
+    """Eager modes for each precision, then (``compile``) the compiled ones."""
+    return [Mode(p, c) for c in ((False, True) if compile else (False,)) for p in precisions]
+
+
+def fused_copy(model: nn.Module, channels_last: Optional[bool] = None, mode: Mode = FP32) -> nn.Module:
+    """A copy of ``model`` fused for inference in ``mode``."""
     from .fuse import fuse_for_inference
 
-    return fuse_for_inference(copy.deepcopy(model), channels_last=channels_last)
+    return fuse_for_inference(copy.deepcopy(model), channels_last=channels_last,
+                              dtype=None if mode.precision == "fp32" else mode.dtype, compile=mode.compiled)
+
+
+def peer_in_mode(peer: nn.Module, mode: Mode) -> nn.Module:
+    """The peer itself, or for a compiled mode a copy with its backbone part compiled as ours is."""
+    if not mode.compiled:
+        return peer
+    from .compile import compile_module
+
+    peer = copy.deepcopy(peer)
+    compile_module(backbone_part(peer))
+    return peer
+
+
+def autocast_call(call: Callable[[], object], mode: Mode, device: str) -> Callable[[], object]:
+    """``call`` run under ``torch.autocast`` in ``mode``'s dtype (as it is for fp32)."""
+    if mode.precision == "fp32":
+        return call
+
+    def under_autocast():
+        with torch.autocast(torch.device(device).type, dtype=mode.dtype):
+            return call()
+
+    return under_autocast
+
+
+def top_ops(call: Callable[[], object], count: int) -> List[list]:
+    """[[operator, self seconds, calls], ...] of one run of ``call``, the ``count`` most expensive
+    (PyTorch's profiler, CPU time of each operator without its children)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        call()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:count]
+    return [[e.key, e.self_cpu_time_total / 1e6, e.count] for e in events]
 
 
 def time_agree(rank: int, world: int, init_file: str, calls: int, repeats: int, out: str) -> None:

@@ -56,11 +56,16 @@ OPTIMIZERS = ("SGD", "AdamW")
 
 
 def add_solver_config(cfg):
-    """Add SOLVER.OPTIMIZER (idempotent): the optimizer ``Trainer.build_optimizer`` builds."""
+    """Add SOLVER.OPTIMIZER (the optimizer ``Trainer.build_optimizer`` builds) and SOLVER.AMP.PRECISION
+    (idempotent)."""
     if "OPTIMIZER" not in cfg.SOLVER:
         # "SGD" (Detectron2's default, with SOLVER.MOMENTUM) or "AdamW" (betas 0.9, 0.999).
         # Both use SOLVER.BASE_LR, WEIGHT_DECAY*, BIAS_LR_FACTOR and CLIP_GRADIENTS.
         cfg.SOLVER.OPTIMIZER = "SGD"
+    if "PRECISION" not in cfg.SOLVER.AMP:
+        # The autocast dtype of SOLVER.AMP.ENABLED training: "bf16" or "fp16" (CUDA only); "" is the
+        # device's default: bf16 on CPU (no GradScaler), fp16 on CUDA (Detectron2's AMPTrainer).
+        cfg.SOLVER.AMP.PRECISION = ""
     return cfg
 
 

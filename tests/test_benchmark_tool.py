@@ -117,6 +117,8 @@ def test_deform_cost_against_detectron2_dcn_where_it_runs(detectron2_deform_clas
                              "--warmup", "0", "--skip-train"])
     assert set(_rows(report, "backbone 32x32")) == {"plain", "ours-dcn", "detectron2-dcn"}
     assert report["context"]["skipped"] == {}
+
+
 def test_dataset_checks_and_stop_together(tmp_path):
     """The costs docs/reliability.md names: the field checks against load_coco_json, the image pre-flight
     per format, and one agree() among two processes. --json is strict JSON."""
@@ -132,3 +134,45 @@ def test_dataset_checks_and_stop_together(tmp_path):
     (row,) = report["rows"]
     assert row["measure"] == "agree() among 2 gloo processes, one call (s)" and len(row["all_seconds"]) == 2
     assert all(s > 0 for s in row["all_seconds"])
+
+
+def _mode_rows(report, measure_prefix):
+    return {(r["variant"], r["mode"]): r for r in report["rows"] if r["measure"].startswith(measure_prefix)}
+
+
+def test_backbone_in_fp32_and_bf16_with_profile():
+    report = benchmark.main(["backbone", "resnet50", "--size", "64", "96", "--batch", "1", "--repeats", "1",
+                             "--warmup", "0", "--precision", "fp32,bf16", "--profile", "3"])
+    rows = _mode_rows(report, "backbone 64x96 batch 1")
+    assert set(rows) == {("ours", "fp32"), ("ours-fused", "fp32"), ("peer", "fp32"), ("ours-fused", "bf16"),
+                         ("peer", "bf16")}
+    bf16 = rows[("ours-fused", "bf16")]
+    assert bf16["ratio_to_peer"] == pytest.approx(bf16["seconds"] / rows[("peer", "bf16")]["seconds"])
+    assert bf16["ratio_to_peer_fp32"] == pytest.approx(bf16["seconds"] / rows[("peer", "fp32")]["seconds"])
+    assert all(len(row["top_ops"]) == 3 and row["top_ops"][0][1] > 0 for row in rows.values())
+    assert report["context"]["precision"] == ["fp32", "bf16"]
+
+
+@pytest.mark.e2e
+def test_compiled_modes_report_their_compilations():
+    report = benchmark.main(["backbone", "resnet50", "--size", "160", "224", "--batch", "3", "--repeats", "1",
+                             "--warmup", "0", "--compile"])  # bf16 compiled: test_detector_in_every_mode
+    for batch in (1, 3):
+        rows = _mode_rows(report, f"backbone 160x224 batch {batch}")
+        compiled = {key: row for key, row in rows.items() if key[1].endswith("compiled")}
+        assert set(compiled) == {("ours-fused", "fp32 compiled"), ("peer", "fp32 compiled")}
+        # PyTorch specializes size-1 dimensions: batch 1 compiles, batch 3 once more (any batch > 1 after it)
+        assert all(row["compilations"] == (1 if batch == 1 else 2) and row["compile_seconds"] > 0
+                   for row in compiled.values())
+    assert all(seconds > 0 for seconds in report["context"]["first_call_seconds"].values())
+
+
+@pytest.mark.e2e
+def test_detector_in_every_mode(tmp_path):
+    report = benchmark.main(["detector", "--config-file", "configs/faster_rcnn_R50_FPN_1x.yaml", "--size", "192", "256",
+                             "--repeats", "1", "--warmup", "0", "--precision", "fp32,bf16", "--compile"])
+    inference = _mode_rows(report, "Faster R-CNN inference 192x256")
+    assert set(inference) == {("ours", "fp32")} | {(who, mode) for who in ("ours-fused", "peer")
+                                                  for mode in ("fp32", "bf16", "fp32 compiled", "bf16 compiled")}
+    assert set(_mode_rows(report, "training iteration 192x256")) == {(who, p) for who in ("ours", "peer")
+                                                                     for p in ("fp32", "bf16")}

@@ -1,20 +1,36 @@
-"""tools/demo.py on the tiny dataset: its files, and --fuse evaluating the fused model too."""
+"""tools/demo.py on the tiny dataset: its files, and --fuse / --precision evaluating the fused model too."""
 from conftest import load_strict_json, load_tool
 
 
-def test_demo_with_fuse_reports_both_evaluations(tiny_shapes, tmp_path):
+def test_demo_with_fuse_reports_every_evaluation(tiny_shapes, tmp_path):
     demo = load_tool("demo")
-    summary = demo.main(["--output-dir", str(tmp_path), "--fuse", "--num-images", "2",
+    summary = demo.main(["--output-dir", str(tmp_path), "--precision", "fp32,bf16", "--num-images", "2",
                          "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST", "('tiny_shapes_val',)",
                          "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "TEST.EVAL_PERIOD", "0",
                          "DATALOADER.NUM_WORKERS", "0"])
     for name in ["metrics.json", "model_final.pth", "curves.png", "predictions.png", "summary.json"]:
         assert (tmp_path / name).stat().st_size > 0, name
     evaluation = summary["evaluation"]
-    assert evaluation["unfused"]["seconds"] > 0 and evaluation["fused"]["seconds"] > 0
+    assert list(evaluation) == ["unfused", "fused", "fused-bf16"]
+    assert all(e["seconds"] > 0 and e["time_over_unfused"] > 0 for e in evaluation.values())
     # Folding is exact up to float rounding, so the detections and their AP stay the same.
     assert abs(evaluation["fused"]["AP"] - evaluation["unfused"]["AP"]) < 0.05
+    assert summary["training_precision"] == "fp32"
     assert load_strict_json((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
     for line in (tmp_path / "metrics.json").read_text().splitlines():  # NaN APs are null, with a note
         record = load_strict_json(line)
         assert all(record[key] is None for key in record.get("non_finite_as_null", {}))
+
+
+def test_amp_option_sets_solver_amp_unless_overridden(monkeypatch):
+    from resnext_det import load_config
+
+    demo = load_tool("demo")
+    assert demo.amp_overrides("off") == []
+    assert demo.amp_overrides("on") == ["SOLVER.AMP.ENABLED", "True"]
+    for native, expected in ((True, ["SOLVER.AMP.ENABLED", "True"]), (False, []), (None, [])):
+        monkeypatch.setattr(demo, "has_native_bf16", lambda: native)
+        assert demo.amp_overrides("auto") == expected
+    args = demo.parse_args(["--amp", "on", "SOLVER.AMP.ENABLED", "False"])
+    cfg = load_config(demo.DEFAULT_CONFIG, demo.amp_overrides(args.amp) + args.opts)
+    assert cfg.SOLVER.AMP.ENABLED is False  # the user's explicit override wins

@@ -46,6 +46,26 @@ def test_lazy_config_trains_then_evaluates(train_net, tiny_shapes, tmp_path):
     fused = train_net.main(_args(train_net, "--eval-only", "--fuse", *_small(tmp_path, weights)))
     for key in ("AP", "AP50"):  # NaN when nothing is detected after 3 iterations: equal either way
         assert fused["bbox"][key] == pytest.approx(results["bbox"][key], abs=0.05, nan_ok=True)
+    bf16 = train_net.main(_args(train_net, "--eval-only", "--precision", "bf16", *_small(tmp_path, weights)))
+    assert set(bf16["bbox"]) >= {"AP", "AP50", "AP75"}
+
+
+def test_lazy_amp_trains_under_bf16_autocast_on_cpu(train_net, tiny_shapes, tmp_path, monkeypatch):
+    from resnext_det.engine import amp
+
+    dtypes = []
+    step = amp.AutocastTrainer.run_step
+
+    def recording_step(self):
+        dtypes.append(self.dtype)
+        return step(self)
+
+    monkeypatch.setattr(amp.AutocastTrainer, "run_step", recording_step)
+    train_net.main(_args(train_net, *_small(tmp_path, "train.max_iter=2", "train.amp.enabled=True",
+                                            "dataloader.test.dataset.names=[]")))
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+    losses = [json.loads(line).get("total_loss") for line in open(tmp_path / "metrics.json")]
+    assert losses and all(math.isfinite(x) for x in losses if x is not None)
 
 
 class Crash(Exception):

@@ -190,11 +190,12 @@ def test_mapping_depends_on_the_sample_seed_only():
 MAX_ITER = 6
 
 
-def _train_command(output_dir, *extra):
+def _train_command(output_dir, *extra, amp=False):
     return [sys.executable, os.path.join(ROOT, "tests", "tiny_train_net.py"), *extra, "--config-file", DEMO_CONFIG,
             "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST", "()", "SOLVER.IMS_PER_BATCH", "2",
             "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.CHECKPOINT_PERIOD", "3", "DATALOADER.NUM_WORKERS", "1",
-            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SEED", "7", "OUTPUT_DIR", str(output_dir)]
+            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SEED", "7", "OUTPUT_DIR", str(output_dir),
+            "SOLVER.AMP.ENABLED", str(amp)]
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +214,13 @@ def _popen(command, log, cache):
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, tiny_cache):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-amp"])
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, tiny_cache, amp):
+    """Also with SOLVER.AMP (bf16 autocast on CPU): its steps are as deterministic as fp32's."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     with open(tmp_path / "straight.log", "w") as straight_log, open(tmp_path / "killed.log", "w") as killed_log:
-        run = _popen(_train_command(straight), straight_log, tiny_cache)  # both runs at once: same results
-        victim = _popen(_train_command(killed), killed_log, tiny_cache)
+        run = _popen(_train_command(straight, amp=amp), straight_log, tiny_cache)  # both at once: same results
+        victim = _popen(_train_command(killed, amp=amp), killed_log, tiny_cache)
         deadline = time.time() + 300
         while not (killed / "last_checkpoint").exists():  # model_0000002.pth: 3 of 6 iterations done
             assert victim.poll() is None and time.time() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
@@ -226,11 +229,12 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, tiny_
         victim.wait()
         assert not (killed / "model_final.pth").exists()
 
-        resumed = _popen(_train_command(killed, "--resume"), killed_log, tiny_cache)
+        resumed = _popen(_train_command(killed, "--resume", amp=amp), killed_log, tiny_cache)
         assert resumed.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()[-3000:]
         assert run.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
 
     log = (tmp_path / "killed.log").read_text()
+    assert ("training under bf16 autocast" in log) == amp
     starts = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "Starting training from iteration" in line]
     assert starts[0] == 0 and 3 <= starts[1] < MAX_ITER, starts
     a = torch.load(straight / "model_final.pth")

@@ -2,10 +2,15 @@
 """Speed and memory of our backbones and detectors against the implementation a user would otherwise pick.
 
 Every figure is the median of ``--repeats`` runs after warm-up, with the variants interleaved in one
-process (ours, ours fused, the peer, ours, ...), on the same weights and input. Ratios are ours / peer.
+process (ours, ours fused, the peer, ours, ...), on the same weights and input. Ratios are ours / peer
+in the same mode, and ours / the peer in eager fp32. Modes: each ``--precision`` (ours fused keeps its
+backbone in that dtype; the peer runs under autocast), eager and, with ``--compile``, compiled
+(torch.compile with inductor freezing and dynamic shapes, for ours and the peer alike).
 
     # X101-32x8d FPN backbone at 800x1216 vs Detectron2's built-in ResNeXt
     python tools/benchmark.py backbone resnext101_32x8d --fpn --peer detectron2
+    # ... in fp32 and bf16, eager and compiled, with the 12 most expensive operators of each
+    python tools/benchmark.py backbone resnext101_32x8d --fpn --precision fp32,bf16 --compile --profile 12
     # SE-ResNeXt-50 vs timm's
     python tools/benchmark.py backbone seresnext50_32x4d --peer timm
     # Faster R-CNN inference (s/img at 800x1333) and one training iteration vs Detectron2's own
@@ -30,20 +35,19 @@ import numpy as np
 import torch
 
 import resnext_det  # noqa: F401  (registers the backbones)
-from resnext_det.benchmark import (detectron2_backbone_peer, detectron2_dcn_unavailable, detectron2_detector_peer,
-                                   fused_copy, interleaved, peak_memory, timm_backbone_peer)
+from resnext_det.benchmark import (FP32, autocast_call, detectron2_backbone_peer, detectron2_dcn_unavailable,
+                                   detectron2_detector_peer, fused_copy, interleaved, modes, peak_memory, peer_in_mode,
+                                   timm_backbone_peer, top_ops)
+from resnext_det.compile import compile_seconds
 from resnext_det.engine.exits import error_message
 from resnext_det.errors import ConfigError
 from resnext_det.paths import writable_file_path
+from resnext_det.precision import PRECISIONS, check_precision, precision_list
 from resnext_det.strict_json import write_json
 
 GiB = 1024 ** 3
-
-
-def _autocast(args):
-    if args.amp == "none":
-        return torch.autocast("cpu", enabled=False)
-    return torch.autocast(args.device.split(":")[0], dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp])
+# Largest relative difference from ours in fp32 that a variant may show (else it computes something else).
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
 
 
 def _input(shape, args, channels_last=False):
@@ -51,25 +55,77 @@ def _input(shape, args, channels_last=False):
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _rows(label, timings, peer="peer", per=1, memory=None, **extra):
+def _key_fields(key):
+    """A variant key is a name ("merged") or (name, Mode) ("ours-fused", bf16 compiled)."""
+    return {"variant": key} if isinstance(key, str) else {"variant": key[0], "mode": key[1].name}
+
+
+def _rows(label, timings, peer_of, baseline=None, per=1, memory=None, extra=None, **fields):
     """One result row per variant: median seconds (divided by ``per`` images), every repeat, peak
-    memory if measured, the ratio to variant ``peer`` (if it ran) and ``extra`` fields."""
-    base = timings.get(peer)
-    return [dict({"measure": label, "variant": name, "seconds": timing.median / per, "all_seconds": timing.seconds,
-                  "ratio_to_peer": timing.median / base.median if base else None},
-                 **({"peak_memory_gib": memory[name] / GiB} if memory else {}), **extra)
-            for name, timing in timings.items()]
+    memory if measured, the ratio to its peer ``peer_of(key)`` (if it ran), to ``baseline`` (if given
+    and it ran), ``extra[key]`` and ``fields``."""
+
+    def ratio(key, other):
+        return timings[key].median / timings[other].median if other in timings else None
+
+    rows = []
+    for key, timing in timings.items():
+        row = dict(measure=label, **_key_fields(key), seconds=timing.median / per, all_seconds=timing.seconds,
+                   ratio_to_peer=ratio(key, peer_of(key)))
+        if baseline is not None:
+            row["ratio_to_peer_fp32"] = ratio(key, baseline)
+        if memory:
+            row["peak_memory_gib"] = memory[key] / GiB
+        rows.append(dict(row, **(extra or {}).get(key, {}), **fields))
+    return rows
 
 
-def _run_rows(args, items):
-    """items: (label, per-image divisor, name -> call), timed under inference mode. Returns result rows."""
+def _peer_in_same_mode(key):
+    return ("peer", key[1])
+
+
+def _run_rows(args, items, models):
+    """items: (label, per-image divisor, key -> call), timed under inference mode; ``models``: key ->
+    the model a call runs (for its compile times). Returns result rows."""
     rows = []
     for label, per, calls in items:
-        with torch.inference_mode(), _autocast(args):
+        with torch.inference_mode():
+            for key, call in calls.items():
+                if key[1].compiled:  # may compile for this input (e.g. a batch > 1 after batch 1): untimed
+                    call()
             timings = interleaved(calls, args.repeats, args.warmup, args.device)
-            memory = {name: peak_memory(call, args.device) for name, call in calls.items()}
-        rows += _rows(label, timings, per=per, memory=memory)
+            memory = {key: peak_memory(call, args.device) for key, call in calls.items()}
+            extra = {key: _compile_fields(models[key]) for key in calls}
+            if args.profile:
+                for key, call in calls.items():
+                    extra[key]["top_ops"] = top_ops(call, args.profile)
+        rows += _rows(label, timings, _peer_in_same_mode, ("peer", FP32), per=per, memory=memory, extra=extra)
     return rows
+
+
+def _compile_fields(model):
+    seconds = compile_seconds(model)
+    return {"compile_seconds": sum(seconds), "compilations": len(seconds)} if seconds else {}
+
+
+def _variants(ours, peer, args):
+    """(name, Mode) -> model, for every mode asked for: ours unfused (fp32 eager), ours fused in each
+    mode, and the peer in each mode."""
+    variants = {}
+    for mode in modes(args.precision, args.compile):
+        if mode == FP32:
+            variants[("ours", mode)] = ours
+        variants[("ours-fused", mode)] = fused_copy(ours, args.channels_last, mode)
+        if peer is not None:
+            variants[("peer", mode)] = peer_in_mode(peer, mode)
+    return variants
+
+
+def _call(key, model, *inputs, device):
+    """Run ``model`` on ``inputs`` as variant ``key`` does: ours fused in its own dtype, the others
+    under autocast in the mode's dtype."""
+    call = lambda: model(*inputs)  # noqa: E731
+    return call if key[0] == "ours-fused" else autocast_call(call, key[1], device)
 
 
 def bench_backbone(args):
@@ -91,35 +147,49 @@ def bench_backbone(args):
         else:
             ours = create_backbone(args.name)
         peer = detectron2_backbone_peer(ours, args.name, fpn_cfg) if args.peer == "detectron2" else None
-    variants = {"ours": ours.eval(), "ours-fused": fused_copy(ours.eval(), args.channels_last)}
+    ours = ours.eval()
     if peer is not None:
-        variants["peer"] = peer.eval()
+        peer = peer.eval()
     if args.channels_last:  # the caller asked for NHWC throughout, peers included
-        variants = {k: m.to(memory_format=torch.channels_last) for k, m in variants.items()}
-    variants = {k: m.to(args.device) for k, m in variants.items()}
+        ours, peer = (m if m is None else m.to(memory_format=torch.channels_last) for m in (ours, peer))
+    ours, peer = (m if m is None else m.to(args.device) for m in (ours, peer))
+    variants = _variants(ours, peer, args)
     h, w = args.size
     items = []
     for batch in sorted({1, args.batch}):
         x = _input((batch, 3, h, w), args, args.channels_last)
         label = f"backbone {h}x{w} batch {batch} (s/img)"
-        items.append((label, batch, {k: (lambda m=m, x=x: m(x)) for k, m in variants.items()}))
-    _check_same_outputs(variants, items[0][2], args)
-    return rows_with_context(_run_rows(args, items), args, peer=args.peer)
+        items.append((label, batch, {key: _call(key, m, x, device=args.device) for key, m in variants.items()}))
+    outs, first_calls = _first_calls(items[0][2])
+    _check_same_outputs(outs)
+    rows = _run_rows(args, items, variants)
+    return rows_with_context(rows, args, peer=args.peer, first_call_seconds=first_calls)
 
 
-def _check_same_outputs(variants, calls, args):
-    """Benchmarked variants must compute the same function; otherwise the comparison means nothing."""
-    with torch.inference_mode(), _autocast(args):
-        outs = {k: call() for k, call in calls.items()}
-    ref = outs["ours"]
+def _first_calls(calls):
+    """Each variant's first output, and its seconds by name (a compiled variant compiles in it)."""
+    outs, seconds = {}, {}
+    with torch.inference_mode():
+        for key, call in calls.items():
+            start = time.perf_counter()
+            outs[key] = call()
+            seconds[f"{key[0]} {key[1].name}"] = round(time.perf_counter() - start, 3)
+    return outs, seconds
+
+
+def _check_same_outputs(outs):
+    """Benchmarked variants must compute the same function as ours in fp32 (within their precision's
+    tolerance); otherwise the comparison means nothing."""
+    reference_key = ("ours", FP32) if ("ours", FP32) in outs else next(iter(outs))
+    ref = outs[reference_key]
     ref = list(ref.values()) if isinstance(ref, dict) else list(ref)
-    tolerance = 1e-3 if args.amp == "none" else 5e-2
-    for name, out in outs.items():
+    for key, out in outs.items():
         out = list(out.values()) if isinstance(out, dict) else list(out)
         for a, b in zip(ref, out):
             error = float((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12))
-            if error > tolerance:
-                raise RuntimeError(f"{name} computes something else than ours (relative error {error:.2e})")
+            if error > TOLERANCE[key[1].precision]:
+                raise RuntimeError(f"{key[0]} computes something else than ours in {key[1].name} "
+                                   f"(relative error {error:.2e})")
 
 
 def bench_detector(args):
@@ -136,12 +206,11 @@ def bench_detector(args):
     h, w = args.size
     image = (torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)) * 255).to(args.device)
     inputs = [{"image": image, "height": h, "width": w}]
-    variants = {"ours": ours.eval(), "ours-fused": fused_copy(ours, args.channels_last)}
-    if peer is not None:
-        variants["peer"] = peer.eval()
+    variants = _variants(ours.eval(), peer if peer is None else peer.eval(), args)
     items = [(f"Faster R-CNN inference {h}x{w} (s/img)", 1,
-              {k: (lambda m=m: m(inputs)) for k, m in variants.items()})]
-    rows = _run_rows(args, items)
+              {key: _call(key, m, inputs, device=args.device) for key, m in variants.items()})]
+    _, first_calls = _first_calls(items[0][2])
+    rows = _run_rows(args, items, variants)
     if not args.skip_train:
         gt = Instances((h, w))
         gt.gt_boxes = Boxes(torch.tensor([[10.0, 20.0, 300.0, 400.0], [500.0, 100.0, 900.0, 700.0]]))
@@ -149,21 +218,24 @@ def bench_detector(args):
         train_inputs = [{"image": image, "instances": gt.to(args.device)}]
         trainees = {"ours": ours} if peer is None else {"ours": ours, "peer": peer}
         steps = {}
-        for name, model in trainees.items():
-            model.train()
-            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+        for mode in modes(args.precision, compile=False):
+            for name, model in trainees.items():
+                model.train()
+                optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6)
 
-            def step(model=model, optimizer=optimizer):
-                with EventStorage(), _autocast(args):  # R-CNN training logs into an event storage
-                    loss = sum(model(train_inputs).values())
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            steps[name] = step
+                def step(model=model, optimizer=optimizer, mode=mode):
+                    with EventStorage():  # R-CNN training logs into an event storage
+                        losses = autocast_call(lambda: model(train_inputs), mode, args.device)()
+                        loss = sum(losses.values())
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                steps[(name, mode)] = step
         timings = interleaved(steps, args.repeats, args.warmup, args.device)
-        memory = {name: peak_memory(step, args.device) for name, step in steps.items()}
-        rows += _rows(f"training iteration {h}x{w} batch 1 (s)", timings, memory=memory)
-    return rows_with_context(rows, args, peer=args.peer)
+        memory = {key: peak_memory(step, args.device) for key, step in steps.items()}
+        rows += _rows(f"training iteration {h}x{w} batch 1 (s)", timings, _peer_in_same_mode, ("peer", FP32),
+                      memory=memory)
+    return rows_with_context(rows, args, peer=args.peer, first_call_seconds=first_calls)
 
 
 def synthetic_coco(num_images, dets_per_image, seed=0):
@@ -233,7 +305,7 @@ def bench_merged_1x1(args):
                         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
                     timings = interleaved({"separate": separate, "merged": merged}, args.repeats, args.warmup)
                 rows += _rows(f"{stage_name}.0 conv1+shortcut {tuple(x.shape[1:])} {layout}", timings,
-                              peer="separate")
+                              lambda key: "separate")
         with torch.inference_mode():
             feature = stage(feature)
     if not rows:
@@ -270,11 +342,14 @@ def bench_deform(args):
     h, w = args.size
     x = _input((args.batch, 3, h, w), args)
     calls = {k: (lambda m=m: m(x)) for k, m in variants.items()}
-    if "detectron2-dcn" in calls:
-        _check_same_outputs({k: variants[k] for k in ("ours-dcn", "detectron2-dcn")},
-                            {"ours": calls["ours-dcn"], "detectron2-dcn": calls["detectron2-dcn"]}, args)
-    label = f"backbone {h}x{w} batch {args.batch} (s/img)"
-    rows = _rows_against(_run_rows(args, [(label, args.batch, calls)]), "plain")
+    with torch.inference_mode():
+        if "detectron2-dcn" in calls:  # it holds our weights: it must compute the same features
+            _check_same_outputs({("ours", FP32): calls["ours-dcn"](),
+                                 ("detectron2-dcn", FP32): calls["detectron2-dcn"]()})
+        timings = interleaved(calls, args.repeats, args.warmup, args.device)
+        memory = {k: peak_memory(call, args.device) for k, call in calls.items()}
+    rows = _rows(f"backbone {h}x{w} batch {args.batch} (s/img)", timings, lambda key: "plain", per=args.batch,
+                 memory=memory)
     if not args.skip_train:
         trainable = {k: m for k, m in variants.items() if k != "detectron2-dcn" or args.device.startswith("cuda")}
 
@@ -285,17 +360,11 @@ def bench_deform(args):
         steps = {k: (lambda m=m: step(m.train())) for k, m in trainable.items()}
         timings = interleaved(steps, args.repeats, args.warmup, args.device)
         memory = {k: peak_memory(call, args.device) for k, call in steps.items()}
-        rows += _rows(f"forward + backward {h}x{w} batch {args.batch} (s/img)", timings, peer="plain",
+        rows += _rows(f"forward + backward {h}x{w} batch {args.batch} (s/img)", timings, lambda key: "plain",
                       per=args.batch, memory=memory)
     report = rows_with_context(rows, args, peer="plain")
     report["context"]["skipped"] = {"detectron2-dcn": skipped} if skipped else {}
     return report
-
-
-def _rows_against(rows, peer):
-    """Rows with ratio_to_peer recomputed against variant ``peer`` of the same measure."""
-    base = {row["measure"]: row["seconds"] for row in rows if row["variant"] == peer}
-    return [dict(row, ratio_to_peer=row["seconds"] / base[row["measure"]]) for row in rows]
 
 
 def bench_coco_eval(args):
@@ -311,7 +380,7 @@ def bench_coco_eval(args):
     difference = float(np.abs(stats["faster-coco-eval"] - stats["pycocotools"]).max())
     identical = difference < 1e-9  # Detectron2 prints AP x 100 to 3 decimals; summation order can differ by 1e-17
     rows = _rows(f"COCO bbox evaluation, {args.images} images x {args.dets} detections (s)", timings,
-                 peer="pycocotools", identical_stats=identical, max_abs_difference=difference)
+                 lambda key: "pycocotools", identical_stats=identical, max_abs_difference=difference)
     for row in rows:
         row["AP"] = float(stats[row["variant"]][0])
     return rows_with_context(rows, args, peer="pycocotools")
@@ -347,7 +416,7 @@ def bench_dataset_checks(args):
                  "load_coco_json": lambda: load_coco_json(json_file, folder, None)}
         timings = interleaved(calls, args.repeats, warmup=0)
         label = f"COCO json, {args.images} images, {len(gt['annotations'])} annotations, {size / 1e6:.0f} MB (s)"
-        rows = _rows(label, timings, peer="load_coco_json")
+        rows = _rows(label, timings, lambda key: "load_coco_json")
         files = {}
         for ext in ("jpg", "png"):
             for i in range(args.files):
@@ -357,7 +426,7 @@ def bench_dataset_checks(args):
         calls = {f"{ext} files": (lambda paths=paths: [_image_file_problem(p) for p in paths])
                  for ext, paths in files.items()}
         timings = interleaved(calls, args.repeats, warmup=1)
-        rows += _rows("pre-flight check of 1000 image files, cache warm (s)", timings, peer="jpg files",
+        rows += _rows("pre-flight check of 1000 image files, cache warm (s)", timings, lambda key: "jpg files",
                       per=args.files / 1000)
     return rows_with_context(rows, args, peer="load_coco_json")
 
@@ -376,14 +445,15 @@ def bench_stop_together(args):
         mp.start_processes(time_agree, args=(args.processes, os.path.join(folder, "init"), args.calls,
                                                 args.repeats, out), nprocs=args.processes, start_method="spawn")
         timing = Timing(seconds=torch.load(out))
-    rows = _rows(f"agree() among {args.processes} gloo processes, one call (s)", {"agree": timing}, peer="agree")
+    rows = _rows(f"agree() among {args.processes} gloo processes, one call (s)", {"agree": timing}, lambda key: "agree")
     return rows_with_context(rows, args, peer="agree")
 
 
-def rows_with_context(rows, args, peer):
+def rows_with_context(rows, args, peer, **fields):
     context = {"device": _device_name(args.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "repeats": args.repeats, "amp": getattr(args, "amp", "none"), "peer": peer,
-               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+               "repeats": args.repeats, "precision": getattr(args, "precision", ["fp32"]),
+               "compile": getattr(args, "compile", False), "peer": peer,
+               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), **fields}
     return {"context": context, "rows": rows}
 
 
@@ -393,19 +463,26 @@ def _device_name(device):
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def _fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
 def print_table(report):
-    print(f"# {report['context']['command']} on {report['context']['device']}, torch "
-          f"{report['context']['torch']}, {report['context']['threads']} threads, median of "
-          f"{report['context']['repeats']}")
-    print(f"{'measure':<52} {'variant':<17} {'seconds':>9} {'peak GiB':>9} {'ours/peer':>9}")
+    context = report["context"]
+    print(f"# {context['command']} on {context['device']}, torch {context['torch']}, {context['threads']} "
+          f"threads, median of {context['repeats']}")
+    print(f"{'measure':<46} {'variant':<11} {'mode':<14} {'seconds':>8} {'peak GiB':>8} {'ours/peer':>9} "
+          f"{'/peer fp32':>10} {'compile s':>9}")
     for row in report["rows"]:
-        ratio = "" if row.get("ratio_to_peer") is None else f"{row['ratio_to_peer']:.3f}"
-        memory = "" if row.get("peak_memory_gib") is None else f"{row['peak_memory_gib']:.2f}"
-        print(f"{row['measure']:<52} {row['variant']:<17} {row['seconds']:>9.4f} {memory:>9} {ratio:>9}")
+        print(f"{row['measure']:<46} {row['variant']:<11} {row.get('mode', ''):<14} {row['seconds']:>8.4f} "
+              f"{_fmt(row.get('peak_memory_gib'), '.2f'):>8} {_fmt(row.get('ratio_to_peer'), '.3f'):>9} "
+              f"{_fmt(row.get('ratio_to_peer_fp32'), '.3f'):>10} {_fmt(row.get('compile_seconds'), '.1f'):>9}")
     for row in report["rows"]:
         if "identical_stats" in row:
             print(f"{row['variant']}: AP {row['AP']:.6f}; the 12 statistics of both backends differ by at most "
                   f"{row['max_abs_difference']:.1e} (identical to 1e-9: {row['identical_stats']})")
+        for op, seconds, calls in row.get("top_ops", []):
+            print(f"  {row['variant']} {row.get('mode', '')}: {seconds:8.4f} s {calls:5d}x {op}")
 
 
 def argument_parser():
@@ -419,7 +496,14 @@ def argument_parser():
 
     def device_options(p):
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype")
+        p.add_argument("--precision", type=precision_list, default=["fp32"], metavar="P[,P...]",
+                       help="modes to compare in, comma-separated (fp32, bf16, fp16 on CUDA): ours fused "
+                            "in that dtype, the others under autocast")
+        p.add_argument("--compile", action="store_true",
+                       help="also each precision compiled: ours via compile_for_inference, the peer's "
+                            "backbone with the same torch.compile settings")
+        p.add_argument("--profile", type=int, default=0, metavar="N",
+                       help="also profile one run of each variant and report its N most expensive operators")
         p.add_argument("--channels-last", action="store_true", default=None,
                        help="run every variant NHWC (default: only the fused one, on CPU)")
 
@@ -483,6 +567,8 @@ def main(argv=None):
     args = argument_parser().parse_args(argv)
     if args.json:  # checked now, not after the measurement
         writable_file_path(args.json, "--json")
+    for precision in getattr(args, "precision", ()):
+        check_precision(PRECISIONS[precision], args.device)  # fp16 on CPU: one 'error:' line
     torch.set_flush_denormal(True)  # random weights can produce denormals, which CPUs compute slowly
     run = {"backbone": bench_backbone, "detector": bench_detector, "merged-1x1": bench_merged_1x1,
            "coco-eval": bench_coco_eval, "deform": bench_deform, "dataset-checks": bench_dataset_checks,

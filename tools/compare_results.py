@@ -4,10 +4,15 @@
     python tools/compare_results.py output/compare/R50 output/compare/X50 --plot comparison.png
 
 Each OUTPUT_DIR is a Detectron2 run of tools/train_net.py or tools/demo.py: config.yaml gives the
-backbone, metrics.json the last COCO evaluation and the training seconds per iteration, log.txt the
-inference seconds per image. Params and FLOPs are the backbone's as an ImageNet classifier at 224x224.
+backbone and seed, metrics.json the last COCO evaluation and the training seconds per iteration,
+log.txt the inference seconds per image. Params and FLOPs are the backbone's as an ImageNet
+classifier at 224x224. Runs of one backbone with several seeds are also summarized: mean, standard
+deviation and range of each AP, and each backbone's AP minus the first backbone's, paired by seed,
+with a 95% t interval (give the runs of one config at a time: runs are grouped by backbone).
 """
 import argparse
+import functools
+import json
 import os
 import re
 import statistics
@@ -15,6 +20,7 @@ import sys
 
 import yaml
 
+from resnext_det.comparison import group_runs, metric_summary, paired_difference
 from resnext_det.complexity import backbone_complexity
 from resnext_det.engine.exits import error_message
 from resnext_det.engine.report import final_eval, read_metrics
@@ -22,6 +28,11 @@ from resnext_det.paths import existing_dir, writable_file_path
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 _INFERENCE = re.compile(r"Total inference pure compute time: .*\(([\d.]+) s / iter per device")
+
+
+@functools.lru_cache(maxsize=None)
+def _complexity(arch):  # once per backbone, however many seeds
+    return backbone_complexity(arch)
 
 
 def summarize(run_dir):
@@ -48,8 +59,8 @@ def summarize(run_dir):
     if os.path.isfile(log_path):
         found = _INFERENCE.findall(open(log_path).read())
         inference = float(found[-1]) if found else None
-    complexity = backbone_complexity(arch)
-    return {"run": run_dir, "arch": arch, **{k: box.get(k) for k in AP_KEYS},
+    complexity = _complexity(arch)
+    return {"run": run_dir, "arch": arch, "seed": cfg.get("SEED"), **{k: box.get(k) for k in AP_KEYS},
             "params_M": complexity.params / 1e6, "GFLOPs": complexity.flops / 1e9,
             "train_s_per_iter": statistics.median(times) if times else None,
             "inference_s_per_img": inference}
@@ -71,17 +82,63 @@ def table(rows):
     return "\n".join(lines)
 
 
+def seed_statistics(rows):
+    """Per backbone: the spread of each AP key over its runs; per backbone after the first: its AP
+    minus the first backbone's, paired by seed."""
+    groups = group_runs(rows)
+    baseline = next(iter(groups))
+    spread = {arch: {k: v for k in AP_KEYS for v in [metric_summary(runs, k)] if v is not None}
+              for arch, runs in groups.items()}
+    paired = {arch: {k: paired_difference(runs, groups[baseline], k) for k in ("AP", "AP50", "AP75")}
+              for arch, runs in groups.items() if arch != baseline}
+    return {"baseline": baseline, "per_backbone": spread, "paired_difference": paired}
+
+
+def _mean_std(summary, digits=1):
+    if summary["std"] is None:
+        return _fmt(summary["mean"], digits)
+    return f"{_fmt(summary['mean'], digits)} ± {_fmt(summary['std'], digits)}"
+
+
+def seed_table(stats):
+    """Markdown: mean ± standard deviation (and range of AP) per backbone; the paired differences."""
+    lines = ["| backbone | runs | AP | AP range | AP50 | AP75 | APs | APm |", "|" + "---|" * 8]
+    for arch, spread in stats["per_backbone"].items():
+        ap = spread.get("AP")
+        cells = ["0", "-", "-"] if ap is None else [str(ap["n"]), _mean_std(ap), f"{_fmt(ap['min'])}-{_fmt(ap['max'])}"]
+        cells += [_mean_std(spread[k]) if k in spread else "-" for k in ("AP50", "AP75", "APs", "APm")]
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    lines += ["", "| difference, paired by seed | pairs | AP | AP 95% interval | AP50 | AP75 |", "|" + "---|" * 6]
+    for arch, paired in stats["paired_difference"].items():
+        ap = paired["AP"]
+        if ap is None:
+            lines.append(f"| {arch} - {stats['baseline']} | 0 | - | - | - | - |")
+            continue
+        interval = "-" if ap["ci95"] is None else f"{_fmt(ap['mean'] - ap['ci95'])} to {_fmt(ap['mean'] + ap['ci95'])}"
+        others = [_mean_std(paired[k]) if paired[k] else "-" for k in ("AP50", "AP75")]
+        lines.append(f"| {arch} - {stats['baseline']} | {ap['n']} | {_mean_std(ap)} | {interval} | "
+                     + " | ".join(others) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, path):
+    """Bar chart of the mean AP per backbone, the standard deviation over seeds as an error bar and
+    each run as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.5))
-    labels = [f"{r['arch']}\n{os.path.basename(os.path.normpath(r['run']))}" for r in rows]
-    bars = ax.bar(labels, [r["AP"] for r in rows], color="tab:blue")
-    ax.bar_label(bars, fmt="%.1f")
-    ax.set(ylabel="box AP", title="box AP per backbone")
+    groups = group_runs(rows)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.5))
+    summaries = [metric_summary(runs) or {"mean": 0.0, "std": None, "n": 0} for runs in groups.values()]
+    bars = ax.bar(list(groups), [s["mean"] for s in summaries], color="tab:blue", alpha=0.8,
+                  yerr=[s["std"] or 0 for s in summaries], capsize=6)
+    ax.bar_label(bars, fmt="%.1f", label_type="center", color="white")
+    for i, runs in enumerate(groups.values()):
+        ax.plot([i] * len(runs), [r["AP"] for r in runs], "o", color="black", markersize=4)
+    n = sorted({len(runs) for runs in groups.values()})
+    ax.set(ylabel="box AP", title=f"box AP per backbone ({'/'.join(map(str, n))} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -91,15 +148,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="OUTPUT_DIR")
     parser.add_argument("--plot", default="comparison.png", help="bar chart of AP per backbone (PNG)")
+    parser.add_argument("--json", help="also write the rows and the seed statistics here")
     args = parser.parse_args(argv)
     try:
         writable_file_path(args.plot, "--plot")
         rows = [summarize(run) for run in args.runs]
         print(table(rows))
+        stats = seed_statistics(rows)
+        print("\nover seeds (mean ± sample standard deviation; the interval is the mean's, Student's t):\n")
+        print(seed_table(stats))
         plot(rows, args.plot)
     except (ValueError, OSError, yaml.YAMLError) as e:  # (ConfigError is a ValueError)
         sys.exit(f"error: {error_message(e)}")
     print(f"\nbar chart: {args.plot}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runs": rows, "seed_statistics": stats}, f, indent=1)
     return rows
 
 

@@ -4,9 +4,12 @@
 Leaves in the output directory: metrics.json (losses and COCO AP per evaluation), model_final.pth,
 curves.png (losses and AP), predictions.png (val images with predicted boxes) and summary.json.
 With --fuse, the trained model is evaluated once more unfused and once fused (norms folded into the
-convolutions), and summary.json gives both APs and evaluation times.
+convolutions), and summary.json gives both APs and evaluation times. --precision bf16 (and fp32, fp16
+on CUDA) evaluates it fused in each precision, --compile also compiled (compile time included in its
+evaluation time, and given apart). --amp on trains under bf16 autocast (SOLVER.AMP.ENABLED); --amp
+auto does so where the CPU has native bf16.
 
-    python tools/demo.py --output-dir output/demo [--fuse] [KEY VALUE ...]
+    python tools/demo.py --output-dir output/demo [--fuse] [--precision fp32,bf16] [--compile] [KEY VALUE ...]
 """
 import argparse
 import json
@@ -18,12 +21,18 @@ import torch
 
 import resnext_det  # noqa: F401  (registers the backbones and the shapes datasets)
 from resnext_det import fuse_for_inference, load_config
+from resnext_det.compile import compile_seconds
 from resnext_det.engine import Trainer, check_inputs, setup_cfg
+from resnext_det.engine.amp import amp_dtype
 from resnext_det.engine.exits import error_message, one_line_errors
 from resnext_det.engine.output_lock import hold_output_dir
+from resnext_det.precision import check_precision, has_native_bf16, precision_dtype, precision_list
 from resnext_det.engine.report import draw_predictions, final_eval, plot_curves, read_metrics
 from resnext_det.strict_json import strict, write_json
 
+# Whether the demo trains under bf16 autocast: "off" until bf16 training is measured to reach the
+# demo's AP floor faster than fp32 (docs/speed.md, "Training the demo in bf16"); then "auto".
+AMP_DEFAULT = "off"
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
                               "shapes_faster_rcnn_X50_FPN.yaml")
 
@@ -35,6 +44,14 @@ def parse_args(argv=None):
     parser.add_argument("--num-images", type=int, default=8, help="val images drawn in predictions.png")
     parser.add_argument("--fuse", action="store_true",
                         help="after training, also evaluate the fused model and draw its predictions")
+    parser.add_argument("--precision", type=precision_list, metavar="P[,P...]",
+                        help="after training, also evaluate the fused model in each of these precisions: "
+                             "fp32, bf16, fp16 (CUDA only), e.g. fp32,bf16 (implies --fuse)")
+    parser.add_argument("--compile", action="store_true",
+                        help="after training, also evaluate the fused model compiled (in each --precision)")
+    parser.add_argument("--amp", choices=("off", "on", "auto"), default=AMP_DEFAULT,
+                        help="train under bf16 autocast (SOLVER.AMP.ENABLED; an explicit override wins): on, "
+                             "off, or auto: on where the CPU has native bf16 (default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -57,24 +74,53 @@ def draw_val_predictions(cfg, model, path, num_images, fuse=False):
     draw_predictions(images, predictions, MetadataCatalog.get(dataset).thing_classes, path)
 
 
-def compare_fused_evaluation(cfg, model):
-    """COCO AP and seconds of one evaluation of the (first) test set, unfused then fused."""
+def amp_overrides(amp):
+    """SOLVER.AMP.ENABLED for --amp, before the user's overrides (which win)."""
+    return ["SOLVER.AMP.ENABLED", "True"] if amp == "on" or amp == "auto" and has_native_bf16() else []
+
+
+def amp_dtype_name(cfg):
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[amp_dtype(cfg)] \
+        if cfg.SOLVER.AMP.ENABLED else "fp32"
+
+
+def evaluation_modes(args):
+    """[(name, fuse_for_inference keywords or None)]: the modes the trained model is evaluated in after
+    training, unfused first; [] when no --fuse, --precision or --compile was given."""
+    if not (args.fuse or args.precision or args.compile):
+        return []
+    precisions = args.precision or ["fp32"]
+    found = [("unfused", None)]
+    for compiled in (False, True) if args.compile else (False,):
+        for precision in precisions:
+            name = ("compiled" if compiled else "fused") + ("" if precision == "fp32" else f"-{precision}")
+            found.append((name, {"dtype": precision_dtype(precision), "compile": compiled}))
+    return found
+
+
+def compare_evaluations(cfg, model, modes):
+    """COCO AP and seconds of one evaluation of the (first) test set in each of ``modes``
+    (:func:`evaluation_modes`), with the time relative to the unfused evaluation."""
     import copy
 
     results = {}
-    for name, evaluated in (("unfused", model), ("fused", fuse_for_inference(copy.deepcopy(model)))):
+    for name, fuse in modes:
+        evaluated = model if fuse is None else fuse_for_inference(copy.deepcopy(model), **fuse)
         start = time.perf_counter()
         metrics = Trainer.test(cfg, evaluated)
+        seconds = time.perf_counter() - start
         # Detectron2 returns one test set's metrics directly, several sets' by name
         box = (metrics if len(cfg.DATASETS.TEST) == 1 else metrics[cfg.DATASETS.TEST[0]])["bbox"]
-        results[name] = {"AP": box["AP"], "seconds": round(time.perf_counter() - start, 2)}
-    results["fused_over_unfused_time"] = round(results["fused"]["seconds"] / results["unfused"]["seconds"], 3)
+        results[name] = {"AP": box["AP"], "AP50": box["AP50"], "AP75": box["AP75"], "seconds": round(seconds, 2),
+                         "time_over_unfused": round(seconds / results["unfused"]["seconds"], 3) if results else 1.0}
+        if fuse is not None and fuse["compile"]:
+            results[name]["compile_seconds"] = round(sum(compile_seconds(evaluated)), 2)
     return results
 
 
 def main(argv=None):
     args = parse_args(argv)
-    args.opts = list(args.opts) + ["OUTPUT_DIR", args.output_dir]
+    args.opts = amp_overrides(args.amp) + list(args.opts) + ["OUTPUT_DIR", args.output_dir]
     args.resume, args.eval_only, args.num_gpus = False, False, 1
     try:  # bad input (config, data, a NaN loss, a full disk ...): one line, no traceback
         with hold_output_dir(load_config(args.config_file, args.opts), purpose="demo"):
@@ -86,6 +132,9 @@ def main(argv=None):
 def run(args):
     cfg = setup_cfg(args)
     check_inputs(cfg)
+    modes = evaluation_modes(args)
+    for _, fuse in modes[1:]:
+        check_precision(fuse["dtype"], cfg.MODEL.DEVICE)
     metrics_path = os.path.join(cfg.OUTPUT_DIR, "metrics.json")
     if os.path.exists(metrics_path):  # a fresh run: old records would mix into the curves
         os.remove(metrics_path)
@@ -102,11 +151,12 @@ def run(args):
                 title=f"{cfg.MODEL.RESNEXT.ARCH} Faster R-CNN FPN on {cfg.DATASETS.TRAIN[0]}")
     with torch.no_grad():
         draw_val_predictions(cfg, trainer.model, os.path.join(cfg.OUTPUT_DIR, "predictions.png"),
-                             args.num_images, fuse=args.fuse)
+                             args.num_images, fuse=bool(modes))
     summary = {"arch": cfg.MODEL.RESNEXT.ARCH, "iterations": cfg.SOLVER.MAX_ITER,
-               "train_and_eval_seconds": round(train_seconds, 1), "bbox": box}
-    if args.fuse:
-        summary["evaluation"] = compare_fused_evaluation(cfg, trainer.model)
+               "train_and_eval_seconds": round(train_seconds, 1), "bbox": box,
+               "training_precision": amp_dtype_name(cfg), "threads": torch.get_num_threads()}
+    if modes:
+        summary["evaluation"] = compare_evaluations(cfg, trainer.model, modes)
     summary = strict(summary)  # NaN APs (e.g. no detections) as null, with a note
     write_json(os.path.join(cfg.OUTPUT_DIR, "summary.json"), summary)
     print(json.dumps(summary, indent=2))

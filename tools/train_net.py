@@ -4,7 +4,9 @@
 The flags are Detectron2's own ``tools/train_net.py``'s: ``--config-file``, ``--num-gpus``,
 ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``--resume``, ``--eval-only`` and trailing
 ``KEY VALUE`` overrides; ``--fuse`` (with ``--eval-only``) folds the norms into the convolutions
-before evaluating. Without CUDA, ``--num-gpus N`` starts N CPU processes that train together (gloo).
+before evaluating, ``--precision bf16`` (or fp16 on CUDA) runs the backbone in that dtype and
+``--compile`` compiles it (both imply ``--fuse``). ``SOLVER.AMP.ENABLED True`` trains in mixed precision
+(bf16 on CPU). Without CUDA, ``--num-gpus N`` starts N CPU processes that train together (gloo).
 Checkpoints are written atomically; ``--resume`` continues from OUTPUT_DIR/last_checkpoint with the
 same data order and randomness. A Python config (LazyConfig, ``configs/lazy/``) runs as Detectron2's
 ``tools/lazyconfig_train_net.py`` would, with ``key=value`` overrides (resnext_det/engine/lazy.py).
@@ -20,6 +22,7 @@ import logging
 import sys
 
 import detectron2.utils.comm as comm
+import torch
 from detectron2.engine import default_argument_parser, launch
 from torch.multiprocessing import ProcessExitedException
 
@@ -32,6 +35,7 @@ from resnext_det.engine.exits import error_message, errors_of_launched_processes
 from resnext_det.engine.lazy import check_lazy_inputs, run_lazy
 from resnext_det.engine.lazy_config import is_lazy_config, load_lazy_config
 from resnext_det.engine.output_lock import hold_output_dir
+from resnext_det.precision import inference_options
 
 
 def main(args):
@@ -42,11 +46,12 @@ def main(args):
     for note in getattr(args, "resume_notes", ()):  # (printed by cli() before the processes started)
         logging.getLogger("resnext_det").warning(note)
     check_inputs(cfg, resume=args.resume)
+    fuse = inference_options(args, cfg.MODEL.DEVICE)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        if getattr(args, "fuse", False):
-            fuse_for_inference(model)
+        if fuse is not None:
+            fuse_for_inference(model, **fuse)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             from detectron2.evaluation import verify_results
@@ -59,7 +64,7 @@ def main(args):
 
 
 def argument_parser():
-    """Detectron2's parser, plus --fuse."""
+    """Detectron2's parser, plus --fuse, --precision and --compile."""
     parser = default_argument_parser()
     parser._option_string_actions["--num-gpus"].help = (
         "processes per machine: one per GPU (NCCL); without CUDA, CPU processes (gloo)")
@@ -67,6 +72,11 @@ def argument_parser():
                         help="with --eval-only: fold the norms into the convolutions (exact, faster)")
     parser.add_argument("--register-coco", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_DIR"),
                         help="register a COCO-format dataset as NAME before the config is read (repeatable)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="with --eval-only: the backbone's dtype (fp16: CUDA only; implies --fuse); "
+                             "to train in bf16 set SOLVER.AMP.ENABLED True")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --eval-only: torch.compile the fused backbone (implies --fuse)")
     return parser
 
 
@@ -91,6 +101,8 @@ def cli(argv=None):
             args.resume_notes = notes  # for the log, once main() has set it up
             if args.num_gpus * args.num_machines > 1:  # here once, rather than the same error from every process
                 (check_lazy_inputs if lazy else check_inputs)(cfg, resume=args.resume)
+                if not lazy:
+                    inference_options(args, cfg.MODEL.DEVICE if torch.cuda.is_available() else "cpu")
             with errors_of_launched_processes() as first_error:
                 try:
                     return launch(main_or_error_line, args.num_gpus, num_machines=args.num_machines,

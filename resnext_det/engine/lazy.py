@@ -27,6 +27,8 @@ from ..data import check_dataset_available
 from ..data.validate import NamedImageErrors, check_dataset_names
 from ..errors import ConfigError
 from ..fuse import fuse_for_inference
+from ..precision import check_precision, inference_options
+from .amp import AutocastTrainer
 from .checkpointer import AtomicCheckpointer
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
 from .lazy_config import load_lazy_config, require
@@ -42,16 +44,13 @@ _ROLES = "a config defines model, dataloader, optimizer, lr_multiplier and train
 
 def setup_lazy(args):
     """The config of ``--config-file`` with the trailing ``key=value`` overrides, then Detectron2's
-    setup. Without CUDA, ``train.device`` becomes "cpu" (and mixed precision is turned off)."""
+    setup. Without CUDA, ``train.device`` becomes "cpu" (where ``train.amp.enabled`` trains in bf16)."""
     cfg = load_lazy_config(args.config_file, args.opts)
     require(cfg, args.config_file, ["model", "dataloader.test", "train"] if args.eval_only else
             ["model", "dataloader.train", "optimizer", "lr_multiplier", "train"], _ROLES)
     if str(cfg.train.get("device", "cuda")).startswith("cuda") and not torch.cuda.is_available():
         logger.warning("CUDA is not available: running on CPU")
         cfg.train.device = "cpu"
-    if cfg.train.device == "cpu" and cfg.train.get("amp", {}).get("enabled", False):
-        logger.warning("train.amp.enabled ignored: mixed precision needs CUDA; training in float32")
-        cfg.train.amp.enabled = False
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="resnext_det", abbrev_name="rx",
                  enable_propagation=True)
@@ -144,7 +143,11 @@ class LazyTrainer(ResumableRun, TrainerBase):
         ddp = dict(cfg.train.get("ddp", {}))
         model = create_ddp_model(model, device_ids=ddp_device_ids(cfg.train.device), **ddp)
         amp = cfg.train.get("amp", {}).get("enabled", False)
-        self._trainer = (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
+        if amp and cfg.train.device == "cpu":  # bf16 autocast, no GradScaler (amp.py)
+            check_precision(torch.bfloat16, "cpu")
+            self._trainer = AutocastTrainer(model, data_loader, optimizer, "cpu", torch.bfloat16)
+        else:
+            self._trainer = (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.train.max_iter
@@ -207,15 +210,16 @@ class LazyTrainer(ResumableRun, TrainerBase):
 
 def run_lazy(args):
     """``tools/train_net.py`` for a Python config: train, or with ``--eval-only`` evaluate
-    ``train.init_checkpoint`` (the last checkpoint with ``--resume``; fused with ``--fuse``)."""
+    ``train.init_checkpoint`` (the last checkpoint with ``--resume``; fused with ``--fuse``, ``--precision``, ``--compile``)."""
     cfg = setup_lazy(args)
     check_lazy_inputs(cfg, resume=args.resume)
     if args.eval_only:
         model = build_lazy_model(cfg)
         AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=args.resume)
-        if getattr(args, "fuse", False):
-            fuse_for_inference(model)
+        fuse = inference_options(args, cfg.train.device)  # --fuse, --precision, --compile
+        if fuse is not None:
+            fuse_for_inference(model, **fuse)
         return evaluate(cfg, model)
     trainer = LazyTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

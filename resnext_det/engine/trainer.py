@@ -6,8 +6,7 @@ import sys
 import weakref
 
 import torch
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup
-from detectron2.engine import hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, default_setup, hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -20,6 +19,7 @@ from ..checkpoint.model_weights import check_model_weights
 from ..data import DatasetError, DatasetNotFoundError, check_dataset_available, check_datasets
 from ..data import validate
 from ..paths import readable_file, writable_dir
+from .amp import amp_dtype, build_step_trainer
 from .checkpointer import AtomicCheckpointer
 from .disk_space import DiskSpaceCheck
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
@@ -49,6 +49,8 @@ def check_inputs(cfg, resume: bool = False):
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
     check_datasets(cfg)
+    if cfg.SOLVER.AMP.ENABLED:
+        amp_dtype(cfg)  # a dtype the device cannot train in
     weights = cfg.MODEL.WEIGHTS
     resuming = resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if weights and "://" in weights and not resuming:
@@ -63,8 +65,9 @@ def check_inputs(cfg, resume: bool = False):
 class Trainer(ResumableRun, DefaultTrainer):
     """Trains with Detectron2's default loop; evaluates every test set with COCO AP.
 
-    Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), checkpoints are written
-    atomically, and ``--resume`` continues the data order and randomness exactly (resumable.py).
+    Differences from DefaultTrainer: DDP and SyncBN work on CPU (gloo), SOLVER.AMP trains in bf16 on
+    CPU (amp.py), checkpoints are written atomically, and ``--resume`` continues the data order and
+    randomness exactly (resumable.py).
     """
 
     def __init__(self, cfg):
@@ -80,7 +83,7 @@ class Trainer(ResumableRun, DefaultTrainer):
         if comm.get_world_size() > 1:  # a process's bad batch stops every process (stop_together.py)
             data_loader = AgreeingLoader(data_loader, BAD_INPUT)
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=ddp_device_ids(cfg.MODEL.DEVICE))
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Train and evaluate a config with several backbones and seeds, then compare them (`make compare`).
+
+    python tools/run_comparison.py --config-file configs/demo/shapes_faster_rcnn_X50_FPN.yaml \
+        --archs resnet50 resnext50_32x4d --seeds 3 --output-dir output/compare [KEY VALUE ...]
+
+Each (seed, backbone) is one tools/demo.py run, in its own process, into OUTPUT_DIR/<arch>/seed<k>
+with SEED = k (k = 0..N-1; SEED 0 is the demo config's own). Seeds run in turn, every backbone for
+one seed before the next seed, so that an interrupted comparison leaves complete pairs. Runs that
+finished before (summary.json written) are kept, not trained again, unless --redo. Then
+tools/compare_results.py reports each run, each backbone's mean and standard deviation over seeds
+and the paired differences, into OUTPUT_DIR/comparison.json and OUTPUT_DIR/ap.png.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="the demo-style config every run trains")
+    parser.add_argument("--archs", nargs="+", required=True, metavar="ARCH",
+                        help="MODEL.RESNEXT.ARCH of each run; the first is the baseline of the differences")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per backbone: SEED 0..N-1")
+    parser.add_argument("--output-dir", default="output/compare")
+    parser.add_argument("--redo", action="store_true", help="train again runs that already finished")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give at least 1")
+    if len(set(args.archs)) != len(args.archs):
+        parser.error(f"--archs {' '.join(args.archs)}: each backbone once")
+    return args
+
+
+def run_dir(args, arch, seed):
+    return os.path.join(args.output_dir, arch, f"seed{seed}")
+
+
+def train(args, arch, seed):
+    """One tools/demo.py run; exits with its status if it fails (its 'error:' line is printed)."""
+    out = run_dir(args, arch, seed)
+    if not args.redo and os.path.isfile(os.path.join(out, "summary.json")):
+        print(f"[compare] {out}: finished before, kept", flush=True)
+        return
+    command = [sys.executable, os.path.join(HERE, "demo.py"), "--config-file", args.config_file,
+               "--output-dir", out, "MODEL.RESNEXT.ARCH", arch, "SEED", str(seed), *args.opts]
+    print(f"[compare] {arch} seed {seed}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    status = subprocess.call(command)
+    if status:
+        sys.exit(status)
+    print(f"[compare] {arch} seed {seed}: done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for seed in range(args.seeds):
+        for arch in args.archs:
+            train(args, arch, seed)
+    sys.path.insert(0, HERE)
+    import compare_results
+
+    runs = [run_dir(args, arch, seed) for arch in args.archs for seed in range(args.seeds)]
+    return compare_results.main(runs + ["--plot", os.path.join(args.output_dir, "ap.png"),
+                                        "--json", os.path.join(args.output_dir, "comparison.json")])
+
+
+if __name__ == "__main__":
+    main()
