@@ -1,7 +1,7 @@
 """The backbone: a stem and four stages of bottlenecks, built from an ArchSpec and build options."""
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import ResNet
@@ -12,7 +12,7 @@ from ..layers import check_norm
 from .bottleneck import Bottleneck
 from .stem import make_stem
 
-__all__ = ["BackboneOptions", "ResNeXt", "build_resnext", "create_backbone"]
+__all__ = ["BackboneOptions", "ResNeXt", "build_resnext", "build_stage", "create_backbone"]
 
 STAGES = ("res2", "res3", "res4", "res5")
 
@@ -74,27 +74,35 @@ class ResNeXt(ResNet):
                 for name in self._out_features}
 
 
+def build_stage(spec: ArchSpec, options: BackboneOptions, name: str) -> List[Bottleneck]:
+    """The blocks of stage ``name`` (res2..res5) of ``spec``, as the backbone has them.
+
+    res2 keeps the stem's stride; each later stage halves the resolution in its first block, but
+    res5 with ``options.res5_dilation`` 2 keeps it and dilates its 3x3s instead (DC5).
+    """
+    o, index = options, STAGES.index(name)
+    num_blocks = spec.blocks_per_stage[index]
+    in_channels = spec.stem_out_channels if index == 0 else 256 * 2 ** (index - 1)
+    dilation = o.res5_dilation if name == "res5" else 1
+    first_stride = 1 if index == 0 or dilation > 1 else 2
+    return ResNet.make_stage(
+        Bottleneck, num_blocks, in_channels=in_channels, out_channels=256 * 2 ** index,
+        stride_per_block=[first_stride] + [1] * (num_blocks - 1),
+        bottleneck_channels=spec.num_groups * spec.width_per_group * 2 ** index,
+        num_groups=spec.num_groups, norm=o.norm, stride_in_1x1=o.stride_in_1x1, dilation=dilation,
+        transform=spec.transform, radix=spec.radix, attention=spec.attention,
+        se_reduction=spec.se_reduction, avd=spec.avd, avg_down=spec.avg_down,
+        zero_init_last=o.zero_init_residual,
+    )
+
+
 def build_resnext(spec: ArchSpec, options: BackboneOptions = BackboneOptions()) -> ResNeXt:
     """Build the backbone of ``spec``; only the stages up to the last requested feature are built."""
     o = options
     wanted = [STAGES.index(f) + 1 for f in o.out_features if f in STAGES]
     num_stages = 4 if "linear" in o.out_features else max(wanted, default=0)
     stem = make_stem(spec.stem, o.in_channels, spec.stem_width, o.norm)
-    stages = []
-    in_channels, out_channels = spec.stem_out_channels, 256
-    width = spec.num_groups * spec.width_per_group
-    for i, num_blocks in enumerate(spec.blocks_per_stage[:num_stages]):
-        dilation = o.res5_dilation if i == 3 else 1
-        first_stride = 1 if i == 0 or dilation > 1 else 2
-        stages.append(ResNet.make_stage(
-            Bottleneck, num_blocks, in_channels=in_channels, out_channels=out_channels,
-            stride_per_block=[first_stride] + [1] * (num_blocks - 1), bottleneck_channels=width,
-            num_groups=spec.num_groups, norm=o.norm, stride_in_1x1=o.stride_in_1x1, dilation=dilation,
-            transform=spec.transform, radix=spec.radix, attention=spec.attention,
-            se_reduction=spec.se_reduction, avd=spec.avd, avg_down=spec.avg_down,
-            zero_init_last=o.zero_init_residual,
-        ))
-        in_channels, out_channels, width = out_channels, out_channels * 2, width * 2
+    stages = [build_stage(spec, o, name) for name in STAGES[:num_stages]]
     return ResNeXt(spec, stem, stages, num_classes=o.num_classes, out_features=list(o.out_features),
                    freeze_at=o.freeze_at)
 
