@@ -19,7 +19,8 @@ help:
 	@echo "make demo   - set up, train + evaluate the CPU demo detector into output/demo/"
 	@echo "make test   - set up, run the fast test suite"
 	@echo "make test-e2e - set up, run the long end-to-end tests (the full demo and its AP target)"
-	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/)"
+	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/);"
+	@echo "               DETECTOR=C4: in the paper's Faster R-CNN C4 setting (output/compare-C4/)"
 	@echo "make bench  - the speed comparisons README reports (output/bench/; about 20 min on 2 cores)"
 	@echo "make setup  - only set up ($(PYTHON))"
 
@@ -60,10 +61,14 @@ demo: setup
 
 # The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule and
 # seed, on the embedded shapes dataset (not COCO). About 20 minutes on 2 CPU cores.
+# DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/).
+DETECTOR ?= FPN
+COMPARE_CONFIG := configs/demo/shapes_faster_rcnn_X50_$(DETECTOR).yaml
+COMPARE_DIR := $(if $(filter FPN,$(DETECTOR)),output/compare,output/compare-$(DETECTOR))
 compare: setup
-	$(PYTHON) tools/demo.py --output-dir output/compare/R50 MODEL.RESNEXT.ARCH resnet50
-	$(PYTHON) tools/demo.py --output-dir output/compare/X50_32x4d MODEL.RESNEXT.ARCH resnext50_32x4d
-	$(PYTHON) tools/compare_results.py output/compare/R50 output/compare/X50_32x4d --plot output/compare/ap.png
+	$(PYTHON) tools/demo.py --config-file $(COMPARE_CONFIG) --output-dir $(COMPARE_DIR)/R50 MODEL.RESNEXT.ARCH resnet50
+	$(PYTHON) tools/demo.py --config-file $(COMPARE_CONFIG) --output-dir $(COMPARE_DIR)/X50_32x4d MODEL.RESNEXT.ARCH resnext50_32x4d
+	$(PYTHON) tools/compare_results.py $(COMPARE_DIR)/R50 $(COMPARE_DIR)/X50_32x4d --plot $(COMPARE_DIR)/ap.png
 
 # The speed figures README reports: ours vs Detectron2's built-in and timm's, and COCO evaluation.
 BENCH := $(PYTHON) tools/benchmark.py
