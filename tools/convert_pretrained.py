@@ -6,7 +6,8 @@
 
 Reads .pth/.pt (tensors only), .safetensors and .pkl (arrays only: a pickle that needs code
 execution is refused). Writes {"model": ...} with backbone keys under --prefix, and prints the
-config lines the weights expect (input format, normalization, stride placement).
+config lines the weights expect (input format, normalization, stride placement). For a C4 config
+(res5 is the box head) pass --prefix backbone. --res5-prefix roi_heads.
 """
 import argparse
 import sys
@@ -24,6 +25,9 @@ def parse_args(argv=None):
     parser.add_argument("--prefix", default="backbone.bottom_up.",
                         help="key prefix in the detector: 'backbone.bottom_up.' for the FPN builders, "
                              "'backbone.' for build_resnext_backbone")
+    parser.add_argument("--res5-prefix", default=None,
+                        help="key prefix of res5 (default: --prefix); 'roi_heads.' for C4 configs "
+                             "(configs/*_C4_*.yaml), whose res5 is the box head, with --prefix backbone.")
     parser.add_argument("input")
     parser.add_argument("output")
     return parser.parse_args(argv)
@@ -35,7 +39,7 @@ def main(argv=None):
         result = convert_state_dict(read_state_dict(args.input), args.source, args.arch)
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+    save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix, res5_prefix=args.res5_prefix)
     print(f"wrote {args.output}: {len(result.state_dict)} tensors for {args.arch}")
     for why in sorted(set(result.dropped.values())):
         keys = [k for k, reason in result.dropped.items() if reason == why]

@@ -21,6 +21,7 @@ __all__ = ["check_model_weights"]
 logger = logging.getLogger(__name__)
 
 _TORCH_EXTS = (".pth", ".pt", ".bin", ".ckpt")
+C4_RES5_PREFIX = "roi_heads.res5."  # where a C4 model (ResNeXtRes5ROIHeads) keeps res5
 
 
 def _model_shapes(cfg):
@@ -77,10 +78,12 @@ def check_model_weights(cfg, path: str) -> None:
             f"MODEL.WEIGHTS={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
             f"{next(iter(weights))}); ImageNet weights must be converted first: tools/convert_pretrained.py")
     prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
-    shape = [k for k in model if k in weights and k.startswith("backbone.") and weights[k].shape != model[k]]
+    # In a C4 model res5 is the box head (roi_heads.res5): ImageNet weights hold it too.
+    ours = (prefix, C4_RES5_PREFIX)
+    shape = [k for k in model if k in weights and k.startswith(ours) and weights[k].shape != model[k]]
     missing = []
     if exact_names and any(k.startswith(prefix) for k in weights):
-        missing = [k for k in model if k.startswith(prefix) and k not in weights
+        missing = [k for k in model if k.startswith(ours) and k not in weights
                    and not k.endswith("num_batches_tracked")]
     if shape or missing:
         problems = []
@@ -90,6 +93,10 @@ def check_model_weights(cfg, path: str) -> None:
                             f"{tuple(weights[k].shape)} in the file, {tuple(model[k])} in the model")
         if missing:
             problems.append(f"{len(missing)} backbone tensors are missing, e.g. {missing[0]}")
+        hint = f"are the weights for {arch}?"
+        if missing and all(k.startswith(C4_RES5_PREFIX) for k in missing) \
+                and any(k.startswith(prefix + "res5.") for k in weights):
+            hint = ("this C4 model's res5 is its box head: convert with tools/convert_pretrained.py "
+                    "--prefix backbone. --res5-prefix roi_heads.")
         raise CheckpointError(f"MODEL.WEIGHTS={path!r} does not fit the model: {'; '.join(problems)}; "
-                              f"are the weights for {arch}? (Detectron2 would only warn)")
-
+                              f"{hint} (Detectron2 would only warn)")
