@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Parameters and FLOPs of every backbone (224x224, with a 1000-class classifier) beside the papers'
-figures, and of whole detectors (800x1333) from config files.
+figures, and of whole detectors (800x1333) from config files, split into their parts.
 
     python tools/analyze_model.py                      # every backbone
     python tools/analyze_model.py --backbones resnet50 resnext50_32x4d
     python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_X101_32x8d_FPN.yaml
+    python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_{R50,X50_32x4d}_C4_1x.yaml
 
 FLOPs are fvcore's count: one multiply-add of a convolution or linear layer is one FLOP, as in
-the papers' tables.
+the papers' tables. A detector's ROI heads are counted at exactly MODEL.RPN.POST_NMS_TOPK_TEST
+regions (in C4, res5 runs once per region).
 """
 import argparse
 import sys
@@ -15,6 +17,11 @@ import sys
 import resnext_det
 from resnext_det import ConfigError
 from resnext_det.complexity import PAPER_FIGURES, backbone_complexity, detector_complexity
+
+
+REGIONS_NOTE = ("\nROI heads are counted at exactly MODEL.RPN.POST_NMS_TOPK_TEST regions per image (fixed boxes fed "
+                "to them; the RPN, counted too, keeps a weight- and image-dependent number on a blank image). "
+                "In C4 (ResNeXtRes5ROIHeads) the ROI heads are res5, once per region.")
 
 
 def _relative(ours, paper):
@@ -32,12 +39,24 @@ def backbone_table(names):
     return rows
 
 
-def detector_table(config_files):
-    rows = [("config", "arch", "params (M)", "GFLOPs @800x1333")]
+PART_LABELS = {"backbone": "backbone", "proposal_generator": "RPN", "roi_heads": "ROI heads", "head": "head"}
+
+
+def detector_table(config_files, height=800, width=1333):
+    results = []
     for path in config_files:
         cfg = resnext_det.load_config(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
-        c = detector_complexity(cfg)
-        rows.append((path, cfg.MODEL.RESNEXT.ARCH, f"{c.params / 1e6:.1f}", f"{c.flops / 1e9:.1f}"))
+        results.append((path, cfg.MODEL.RESNEXT.ARCH, detector_complexity(cfg, height, width)))
+    parts = list(dict.fromkeys(name for _, _, c in results for name in c.parts))
+    labels = [PART_LABELS.get(name, name) for name in parts]
+    rows = [("config", "arch", "params (M)", *labels, f"GFLOPs @{height}x{width}", *labels, "ROI heads at")]
+    for path, arch, c in results:
+        def split(field, scale):
+            return [f"{getattr(c.parts[n], field) / scale:.1f}" if n in c.parts else "-" for n in parts]
+
+        regions = f"{c.num_proposals} regions" if c.num_proposals is not None else "-"
+        rows.append((path, arch, f"{c.params / 1e6:.1f}", *split("params", 1e6),
+                     f"{c.flops / 1e9:.1f}", *split("flops", 1e9), regions))
     return rows
 
 
@@ -54,6 +73,8 @@ def main(argv=None):
     parser.add_argument("--backbones", nargs="*", default=resnext_det.list_backbones(),
                         help="names (default: all); 'none' for no backbone table")
     parser.add_argument("--configs", nargs="*", default=[], help="detector config files")
+    parser.add_argument("--image-size", nargs=2, type=int, default=[800, 1333], metavar=("H", "W"),
+                        help="detector input size (default: 800 1333, COCO's test size)")
     args = parser.parse_args(argv)
     try:
         names = [] if args.backbones == ["none"] else args.backbones
@@ -63,7 +84,8 @@ def main(argv=None):
             print_table(backbone_table(names))
         if args.configs:
             print()
-            print_table(detector_table(args.configs))
+            print_table(detector_table(args.configs, *args.image_size))
+            print(REGIONS_NOTE)
     except ConfigError as e:
         sys.exit(f"error: {e}")
 
