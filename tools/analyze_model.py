@@ -6,6 +6,8 @@ figures, and of whole detectors (800x1333) from config files, split into their p
     python tools/analyze_model.py --backbones resnet50 resnext50_32x4d
     python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_X101_32x8d_FPN.yaml
     python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_{R50,X50_32x4d}_C4_1x.yaml
+    python tools/analyze_model.py --backbones none --image-size 128 128 \
+        --configs configs/demo/shapes_faster_rcnn_X50_C4.yaml --opts MODEL.RESNEXT.ARCH resnet50
 
 FLOPs are fvcore's count: one multiply-add of a convolution or linear layer is one FLOP, as in
 the papers' tables. A detector's ROI heads are counted at exactly MODEL.RPN.POST_NMS_TOPK_TEST
@@ -42,10 +44,10 @@ def backbone_table(names):
 PART_LABELS = {"backbone": "backbone", "proposal_generator": "RPN", "roi_heads": "ROI heads", "head": "head"}
 
 
-def detector_table(config_files, height=800, width=1333):
+def detector_table(config_files, height=800, width=1333, opts=()):
     results = []
     for path in config_files:
-        cfg = resnext_det.load_config(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+        cfg = resnext_det.load_config(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
         results.append((path, cfg.MODEL.RESNEXT.ARCH, detector_complexity(cfg, height, width)))
     parts = list(dict.fromkeys(name for _, _, c in results for name in c.parts))
     labels = [PART_LABELS.get(name, name) for name in parts]
@@ -75,6 +77,8 @@ def main(argv=None):
     parser.add_argument("--configs", nargs="*", default=[], help="detector config files")
     parser.add_argument("--image-size", nargs=2, type=int, default=[800, 1333], metavar=("H", "W"),
                         help="detector input size (default: 800 1333, COCO's test size)")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides for every config file, e.g. --opts MODEL.RESNEXT.ARCH resnet50")
     args = parser.parse_args(argv)
     try:
         names = [] if args.backbones == ["none"] else args.backbones
@@ -84,7 +88,7 @@ def main(argv=None):
             print_table(backbone_table(names))
         if args.configs:
             print()
-            print_table(detector_table(args.configs, *args.image_size))
+            print_table(detector_table(args.configs, *args.image_size, opts=args.opts))
             print(REGIONS_NOTE)
     except ConfigError as e:
         sys.exit(f"error: {e}")
