@@ -100,6 +100,11 @@ def test_se_x50_config_has_squeeze_excitation_in_the_head():
     assert all(block.se is not None for block in model.roi_heads.res5)
 
 
+def test_mask_rcnn_c4_gets_a_mask_head_on_the_plugins_res5():
+    model = _meta_model(_load("configs/faster_rcnn_X50_32x4d_C4_1x.yaml", "MODEL.MASK_ON", "True"))
+    assert model.roi_heads.mask_on and model.roi_heads.res5[0].conv2.groups == 32
+
+
 def test_detectron2_res5_head_over_this_backbone_is_refused():
     for out_features in ("['res4']", "['res2', 'res3', 'res4', 'res5']"):
         cfg = _load("configs/faster_rcnn_X50_32x4d_C4_1x.yaml", "MODEL.ROI_HEADS.NAME", "Res5ROIHeads",
