@@ -19,7 +19,8 @@ help:
 	@echo "make demo   - set up, train + evaluate the CPU demo detector into output/demo/"
 	@echo "make test   - set up, run the fast test suite"
 	@echo "make test-e2e - set up, run the long end-to-end tests (the full demo and its AP target)"
-	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/; SEEDS=3 for 3 seeds each)"
+	@echo "make compare - ResNet-50 vs ResNeXt-50 on the embedded dataset (output/compare/; SEEDS=3 for 3 seeds each);"
+	@echo "               DETECTOR=C4: in the paper's Faster R-CNN C4 setting (output/compare-C4/)"
 	@echo "make bench  - the speed comparisons docs/speed.md reports, every mode (output/bench/; over an hour on 2 cores)"
 	@echo "make setup  - only set up ($(PYTHON))"
 
@@ -60,13 +61,16 @@ demo: setup
 
 # The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule, on the
 # embedded shapes dataset (not COCO), with SEEDS seeds each (SEED 0..SEEDS-1; `make compare SEEDS=3`):
-# mean and spread per backbone, and the difference paired by seed. About 10 minutes per run on 2 CPU
+# mean and spread per backbone, and the difference paired by seed. About 10 minutes per FPN run on 2 CPU
 # cores (2 x SEEDS runs); finished runs are kept when it is started again.
+# DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/).
 SEEDS ?= 1
-COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_FPN.yaml
+DETECTOR ?= FPN
+COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_$(DETECTOR).yaml
+COMPARE_DIR ?= $(if $(filter FPN,$(DETECTOR)),output/compare,output/compare-$(DETECTOR))
 compare: setup
 	$(PYTHON) tools/run_comparison.py --config-file $(COMPARE_CONFIG) --seeds $(SEEDS) \
-	    --archs resnet50 resnext50_32x4d --output-dir output/compare
+	    --archs resnet50 resnext50_32x4d --output-dir $(COMPARE_DIR)
 
 # The speed figures README reports: ours vs Detectron2's built-in and timm's in the same mode (eager
 # fp32, bf16, compiled fp32, compiled bf16; compile times, peak memory and the most expensive operators

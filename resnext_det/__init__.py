@@ -1,9 +1,10 @@
 """resnext_det: ResNeXt-family backbones for Detectron2.
 
 Importing the package registers ``build_resnext_backbone``, ``build_resnext_fpn_backbone`` and
-``build_resnext_retinanet_fpn_backbone`` in Detectron2's ``BACKBONE_REGISTRY``, and the embedded
-``shapes_train`` / ``shapes_val`` datasets in its ``DatasetCatalog``, and the ``torchvision://``,
-``timm://`` and ``resnest://`` weights URIs with its ``PathManager`` (``register_weights`` adds names).
+``build_resnext_retinanet_fpn_backbone`` in Detectron2's ``BACKBONE_REGISTRY``, the C4 box head
+``ResNeXtRes5ROIHeads`` in its ``ROI_HEADS_REGISTRY``, the embedded ``shapes_train`` / ``shapes_val``
+datasets in its ``DatasetCatalog``, and the ``torchvision://``, ``timm://`` and ``resnest://`` weights
+URIs with its ``PathManager`` (``register_weights`` adds names).
 """
 from . import data  # noqa: F401  (registers the shapes datasets)
 from .archs import ARCHS, ArchSpec, list_backbones

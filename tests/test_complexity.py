@@ -2,6 +2,7 @@
 import os
 
 import pytest
+import torch
 
 from conftest import ROOT
 from resnext_det import load_config
@@ -43,3 +44,43 @@ def test_detector_complexity_counts_the_whole_model():
     c = detector_complexity(cfg, 320, 480)
     backbone = backbone_complexity("resnet50", num_classes=None)
     assert c.params > backbone.params and c.flops > backbone.flops
+
+
+def _c4(arch, regions):
+    return load_config(os.path.join(ROOT, "configs", "faster_rcnn_R50_C4_1x.yaml"),
+                       ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNEXT.ARCH", arch,
+                        "MODEL.RPN.POST_NMS_TOPK_TEST", str(regions)])
+
+
+def test_c4_roi_heads_are_counted_at_exactly_the_test_time_regions():
+    """res5 (and the box predictor) once per region, for exactly POST_NMS_TOPK_TEST regions."""
+    from detectron2.modeling import build_model
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    cfg = _c4("resnext50_32x4d", 7)
+    c = detector_complexity(cfg, 96, 128)
+    assert c.num_proposals == 7 and list(c.parts) == ["backbone", "proposal_generator", "roi_heads"]
+    assert c.flops == sum(part.flops for part in c.parts.values())
+    assert c.params == sum(part.params for part in c.parts.values())
+    heads = build_model(cfg).eval().roi_heads
+    with torch.no_grad():
+        one_region = (FlopCountAnalysis(heads.res5, torch.zeros(1, 1024, 14, 14)).total()
+                      + FlopCountAnalysis(heads.box_predictor, torch.zeros(1, 2048)).total())
+    assert c.parts["roi_heads"].flops == 7 * one_region
+
+
+def test_analyze_model_tool_puts_r_and_x_c4_side_by_side(capsys):
+    """The paper's equal complexity, in C4: X-50 has fewer parameters than R-50 and about its FLOPs."""
+    from conftest import load_tool
+
+    load_tool("analyze_model").main(["--backbones", "none", "--image-size", "96", "128", "--configs",
+                                     "configs/faster_rcnn_R50_C4_1x.yaml", "configs/faster_rcnn_X50_32x4d_C4_1x.yaml",
+                                     "--opts", "MODEL.RPN.POST_NMS_TOPK_TEST", "5"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["config", "arch", "params", "(M)", "backbone", "RPN", "ROI", "heads", "GFLOPs",
+                                "@96x128", "backbone", "RPN", "ROI", "heads", "ROI", "heads", "at"]
+    rows = [line.split() for line in lines[2:4]]
+    assert [r[1] for r in rows] == ["resnet50", "resnext50_32x4d"] and all(r[-2:] == ["5", "regions"] for r in rows)
+    (r50_params, r50_flops), (x50_params, x50_flops) = ((float(r[2]), float(r[6])) for r in rows)
+    assert x50_params < r50_params and abs(x50_flops - r50_flops) / r50_flops < 0.08
+    assert lines[-1].startswith("ROI heads are counted at exactly MODEL.RPN.POST_NMS_TOPK_TEST regions per image")

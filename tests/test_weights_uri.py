@@ -207,6 +207,31 @@ def test_weights_uri_trains_with_exactly_the_converted_weights(make_file, tiny_s
     assert download.startswith("downloads/127.0.0.1:") and converted.startswith(uri.replace("://", "/") + "-")
 
 
+def test_c4_config_takes_a_uri_with_res5_in_its_box_head(tmp_path):
+    """In C4 res5 is the box head (roi_heads.res5): Detectron2's suffix matching puts the converted
+    file's res5 there, and the check before training expects it there too."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from resnext_det.checkpoint.uri import check_weights_uri
+
+    uri, arch, path, reference = _torchvision_file(tmp_path)
+    with LoopbackServer() as server:
+        server.serve("/r50.pth", path)
+        resnext_det.register_weights(uri, url=server.url("/r50.pth"), sha256=sha256(open(path, "rb").read()))
+        cfg = load_config(os.path.join(ROOT, "configs", "faster_rcnn_R50_C4_1x.yaml"),
+                          ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", uri])
+        check_weights_uri(cfg, uri)
+        model = build_model(cfg)
+        DetectionCheckpointer(model).load(uri)
+    expected = convert_state_dict(reference, "torchvision", arch).state_dict
+    loaded = {**{k: v for k, v in model.backbone.state_dict().items()},
+              **{k: v for k, v in model.roi_heads.state_dict().items() if k.startswith("res5.")}}
+    assert {k for k in expected if not k.startswith("linear.")} == set(loaded)
+    for key, value in loaded.items():
+        assert torch.equal(value, expected[key]), key
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad downloads: one line, nothing cached
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Parameters and FLOPs of every backbone (224x224, with a 1000-class classifier) beside the papers'
-figures, and of whole detectors (800x1333) from config files.
+figures, and of whole detectors (800x1333) from config files, split into their parts.
 
     python tools/analyze_model.py                      # every backbone
     python tools/analyze_model.py --backbones resnet50 resnext50_32x4d
@@ -8,10 +8,15 @@ figures, and of whole detectors (800x1333) from config files.
     # an architecture card (PNG): stem, stages, block, per-stage table; of a preset or a config's backbone
     python tools/analyze_model.py --card resnext50_32x4d --output card.png
     python tools/analyze_model.py --card configs/faster_rcnn_X101_32x4d_FPN_dconv_c3-c5_1x.yaml --output dcn.png
+    # the paper's C4 detectors; the reduced C4 demo at its own image size, with ResNet-50
+    python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_{R50,X50_32x4d}_C4_1x.yaml
+    python tools/analyze_model.py --backbones none --image-size 128 128 \
+        --configs configs/demo/shapes_faster_rcnn_X50_C4.yaml --opts MODEL.RESNEXT.ARCH resnet50
 
 FLOPs are fvcore's count: one multiply-add of a convolution or linear layer is one FLOP, as in
 the papers' tables. A backbone whose paper counts it with the stride on the first 1x1 (the SENet
-paper's ResNets) is counted so, and marked "stride on 1x1".
+paper's ResNets) is counted so, and marked "stride on 1x1". A detector's ROI heads are counted at
+exactly MODEL.RPN.POST_NMS_TOPK_TEST regions (in C4, res5 runs once per region).
 """
 import argparse
 import os
@@ -21,6 +26,11 @@ import resnext_det
 from resnext_det import ConfigError
 from resnext_det.complexity import PAPER_FIGURES, PaperFigure, backbone_complexity, detector_complexity
 from resnext_det.engine.exits import error_message
+
+
+REGIONS_NOTE = ("\nROI heads are counted at exactly MODEL.RPN.POST_NMS_TOPK_TEST regions per image (fixed boxes fed "
+                "to them; the RPN, counted too, keeps a weight- and image-dependent number on a blank image). "
+                "In C4 (ResNeXtRes5ROIHeads) the ROI heads are res5, once per region.")
 
 
 def _relative(ours, paper):
@@ -39,12 +49,24 @@ def backbone_table(names):
     return rows
 
 
-def detector_table(config_files):
-    rows = [("config", "arch", "params (M)", "GFLOPs @800x1333")]
+PART_LABELS = {"backbone": "backbone", "proposal_generator": "RPN", "roi_heads": "ROI heads", "head": "head"}
+
+
+def detector_table(config_files, height=800, width=1333, opts=()):
+    results = []
     for path in config_files:
-        cfg = resnext_det.load_config(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
-        c = detector_complexity(cfg)
-        rows.append((path, cfg.MODEL.RESNEXT.ARCH, f"{c.params / 1e6:.1f}", f"{c.flops / 1e9:.1f}"))
+        cfg = resnext_det.load_config(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
+        results.append((path, cfg.MODEL.RESNEXT.ARCH, detector_complexity(cfg, height, width)))
+    parts = list(dict.fromkeys(name for _, _, c in results for name in c.parts))
+    labels = [PART_LABELS.get(name, name) for name in parts]
+    rows = [("config", "arch", "params (M)", *labels, f"GFLOPs @{height}x{width}", *labels, "ROI heads at")]
+    for path, arch, c in results:
+        def split(field, scale):
+            return [f"{getattr(c.parts[n], field) / scale:.1f}" if n in c.parts else "-" for n in parts]
+
+        regions = f"{c.num_proposals} regions" if c.num_proposals is not None else "-"
+        rows.append((path, arch, f"{c.params / 1e6:.1f}", *split("params", 1e6),
+                     f"{c.flops / 1e9:.1f}", *split("flops", 1e9), regions))
     return rows
 
 
@@ -98,6 +120,10 @@ def main(argv=None):
                         help="draw the architecture card of a backbone name or a config file's backbone (only that)")
     parser.add_argument("--output", help="the card's PNG file (default: NAME.png)")
     parser.add_argument("--size", type=int, default=224, help="the card's input size for FLOPs")
+    parser.add_argument("--image-size", nargs=2, type=int, default=[800, 1333], metavar=("H", "W"),
+                        help="detector input size (default: 800 1333, COCO's test size)")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides for every config file, e.g. --opts MODEL.RESNEXT.ARCH resnet50")
     args = parser.parse_args(argv)
     try:
         if args.card:
@@ -110,7 +136,8 @@ def main(argv=None):
             print_table(backbone_table(names))
         if args.configs:
             print()
-            print_table(detector_table(args.configs))
+            print_table(detector_table(args.configs, *args.image_size, opts=args.opts))
+            print(REGIONS_NOTE)
     except (ConfigError, OSError) as e:
         sys.exit(f"error: {error_message(e)}")
 

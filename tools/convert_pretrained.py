@@ -9,7 +9,8 @@ INPUT is a file or a weights URI (torchvision://, timm://, resnest://; docs/weig
 is downloaded once into the weights cache and its source and arch are known. Reads .pth/.pt (tensors
 only), .safetensors and .pkl (arrays only: a pickle that needs code execution is refused). Writes
 {"model": ...} with backbone keys under --prefix, and prints the config lines the weights expect
-(input format, normalization, stride placement).
+(input format, normalization, stride placement). For a C4 config (res5 is the box head) pass
+--prefix backbone. --res5-prefix roi_heads.
 """
 import argparse
 import sys
@@ -32,6 +33,9 @@ def parse_args(argv=None):
     parser.add_argument("--prefix", default="backbone.bottom_up.",
                         help="key prefix in the detector: 'backbone.bottom_up.' for the FPN builders, "
                              "'backbone.' for build_resnext_backbone")
+    parser.add_argument("--res5-prefix", default=None,
+                        help="key prefix of res5 (default: --prefix); 'roi_heads.' for C4 configs "
+                             "(configs/*_C4_*.yaml), whose res5 is the box head, with --prefix backbone.")
     parser.add_argument("input", help="a weights file, or a URI such as torchvision://resnext101_32x8d")
     parser.add_argument("output")
     return parser.parse_args(argv)
@@ -58,7 +62,7 @@ def main(argv=None):
     try:
         writable_file_path(args.output, "output")
         result, arch, settings = _convert(args)
-        save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix)
+        save_detectron2_checkpoint(result.state_dict, args.output, prefix=args.prefix, res5_prefix=args.res5_prefix)
     except (ConfigError, OSError) as e:
         sys.exit(f"error: {error_message(e)}")
     print(f"wrote {args.output}: {len(result.state_dict)} tensors for {arch}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The CPU demo: train Faster R-CNN FPN + ResNeXt-50 on the embedded shapes dataset, evaluate it.
+"""The CPU demo: train Faster R-CNN FPN + ResNeXt-50 on the embedded shapes dataset, evaluate it
+(or another demo config: --config-file configs/demo/shapes_faster_rcnn_X50_C4.yaml for C4).
 
 Leaves in the output directory: metrics.json (losses and COCO AP per evaluation), model_final.pth,
 curves.png (losses and AP), predictions.png (val images with predicted boxes) and summary.json.
@@ -35,6 +36,10 @@ from resnext_det.strict_json import strict, write_json
 AMP_DEFAULT = "off"
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "demo",
                               "shapes_faster_rcnn_X50_FPN.yaml")
+
+
+def _layout(cfg):
+    return "C4" if cfg.MODEL.ROI_HEADS.NAME.endswith("Res5ROIHeads") else "FPN"
 
 
 def parse_args(argv=None):
@@ -148,7 +153,7 @@ def run(args):
     records = read_metrics(metrics_path)
     box = final_eval(records)
     plot_curves(records, os.path.join(cfg.OUTPUT_DIR, "curves.png"),
-                title=f"{cfg.MODEL.RESNEXT.ARCH} Faster R-CNN FPN on {cfg.DATASETS.TRAIN[0]}")
+                title=f"{cfg.MODEL.RESNEXT.ARCH} Faster R-CNN {_layout(cfg)} on {cfg.DATASETS.TRAIN[0]}")
     with torch.no_grad():
         draw_val_predictions(cfg, trainer.model, os.path.join(cfg.OUTPUT_DIR, "predictions.png"),
                              args.num_images, fuse=bool(modes))

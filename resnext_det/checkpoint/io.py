@@ -2,7 +2,7 @@
 import os
 import pickle
 import zipfile
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -93,8 +93,14 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     raise CheckpointError(f"{path}: unknown extension {ext!r}; use .pth, .pt, .safetensors or .pkl")
 
 
-def save_detectron2_checkpoint(state_dict: Dict[str, torch.Tensor], path: str, prefix: str = "") -> None:
-    """A file MODEL.WEIGHTS loads: {"model": {prefix + key: tensor}}, keys matched exactly."""
-    model = {prefix + k: v.contiguous() for k, v in state_dict.items()}
+def save_detectron2_checkpoint(state_dict: Dict[str, torch.Tensor], path: str, prefix: str = "",
+                               res5_prefix: Optional[str] = None) -> None:
+    """A file MODEL.WEIGHTS loads: {"model": {prefix + key: tensor}}, keys matched exactly.
+
+    ``res5_prefix`` (default: ``prefix``) places res5 elsewhere: "roi_heads." for C4 models, whose
+    res5 is the box head.
+    """
+    res5_prefix = prefix if res5_prefix is None else res5_prefix
+    model = {(res5_prefix if k.startswith("res5.") else prefix) + k: v.contiguous() for k, v in state_dict.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"model": model, "__author__": "resnext_det", "matching_heuristics": False}, path)

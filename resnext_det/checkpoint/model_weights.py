@@ -19,6 +19,8 @@ __all__ = ["check_model_weights", "check_weights_fit"]
 
 logger = logging.getLogger(__name__)
 
+C4_RES5_PREFIX = "roi_heads.res5."  # where a C4 model (ResNeXtRes5ROIHeads) keeps res5
+
 
 def _model_shapes(cfg):
     """{key: shape} of the model ``cfg`` builds, made on the meta device (no memory, no init);
@@ -93,17 +95,20 @@ def check_weights_fit(path: str, build_model, arch: str, key: str = "MODEL.WEIGH
         return
     path = name or path
     prefix = "backbone.bottom_up." if any(k.startswith("backbone.bottom_up.") for k in model) else "backbone."
-    if backbone_relative:
-        weights = {prefix + k: v for k, v in weights.items()}
+    if backbone_relative:  # loaded by suffix matching, as Detectron2 does: a C4 model's res5 is its box head's
+        c4 = any(k.startswith(C4_RES5_PREFIX) for k in model) and not any(k.startswith(prefix + "res5.") for k in model)
+        weights = {("roi_heads." if c4 and k.startswith("res5.") else prefix) + k: v for k, v in weights.items()}
     exact_names = not path.lower().endswith(".pkl")
     if exact_names and not set(weights) & set(model):
         raise CheckpointError(
             f"{key}={path!r} has none of the model's tensor names ({len(weights)} tensors, e.g. "
             f"{next(iter(weights))}); ImageNet weights must be converted first: tools/convert_pretrained.py")
-    shape = [k for k in model if k in weights and k.startswith("backbone.") and weights[k].shape != model[k]]
+    # In a C4 model res5 is the box head (roi_heads.res5): ImageNet weights hold it too.
+    ours = (prefix, C4_RES5_PREFIX)
+    shape = [k for k in model if k in weights and k.startswith(ours) and weights[k].shape != model[k]]
     missing = []
     if exact_names and any(k.startswith(prefix) for k in weights):
-        missing = [k for k in model if k.startswith(prefix) and k not in weights
+        missing = [k for k in model if k.startswith(ours) and k not in weights
                    and not k.endswith("num_batches_tracked")]
     if shape or missing:
         problems = []
@@ -113,6 +118,10 @@ def check_weights_fit(path: str, build_model, arch: str, key: str = "MODEL.WEIGH
                             f"{tuple(weights[k].shape)} in the file, {tuple(model[k])} in the model")
         if missing:
             problems.append(f"{len(missing)} backbone tensors are missing, e.g. {missing[0]}")
+        hint = f"are the weights for {arch}?"
+        if missing and all(k.startswith(C4_RES5_PREFIX) for k in missing) \
+                and any(k.startswith(prefix + "res5.") for k in weights):
+            hint = ("this C4 model's res5 is its box head: convert with tools/convert_pretrained.py "
+                    "--prefix backbone. --res5-prefix roi_heads.")
         raise CheckpointError(f"{key}={path!r} does not fit the model: {'; '.join(problems)}; "
-                              f"are the weights for {arch}? (Detectron2 would only warn)")
-
+                              f"{hint} (Detectron2 would only warn)")

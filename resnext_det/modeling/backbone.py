@@ -1,7 +1,7 @@
 """The backbone: a stem and four stages of bottlenecks, built from an ArchSpec and build options."""
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from ..layers import check_norm, feature_norm
 from .bottleneck import Bottleneck
 from .stem import make_stem
 
-__all__ = ["BackboneOptions", "ResNeXt", "build_resnext", "create_backbone"]
+__all__ = ["BackboneOptions", "ResNeXt", "build_resnext", "build_stage", "create_backbone"]
 
 STAGES = ("res2", "res3", "res4", "res5")
 
@@ -126,28 +126,36 @@ def _output_norms(spec: ArchSpec, options: BackboneOptions, num_stages: int) -> 
     return {name: feature_norm(options.norm, channels[name]) for name in names}
 
 
+def build_stage(spec: ArchSpec, options: BackboneOptions, name: str) -> List[Bottleneck]:
+    """The blocks of stage ``name`` (res2..res5) of ``spec``, as the backbone has them.
+
+    res2 keeps the stem's stride; each later stage halves the resolution in its first block, but
+    res5 with ``options.res5_dilation`` 2 keeps it and dilates its 3x3s instead (DC5).
+    """
+    o, index = options, STAGES.index(name)
+    num_blocks = spec.blocks_per_stage[index]
+    in_channels = spec.stem_out_channels if index == 0 else 256 * 2 ** (index - 1)
+    dilation = o.res5_dilation if name == "res5" else 1
+    first_stride = 1 if index == 0 or dilation > 1 else 2
+    return ResNet.make_stage(
+        Bottleneck, num_blocks, in_channels=in_channels, out_channels=256 * 2 ** index,
+        stride_per_block=[first_stride] + [1] * (num_blocks - 1),
+        bottleneck_channels=spec.num_groups * spec.width_per_group * 2 ** index,
+        num_groups=spec.num_groups, norm=o.norm, stride_in_1x1=o.stride_in_1x1, dilation=dilation,
+        transform=spec.transform, radix=spec.radix, attention=spec.attention,
+        se_reduction=spec.se_reduction, avd=spec.avd, avg_down=spec.avg_down,
+        zero_init_last=o.zero_init_residual, preact=spec.preact, deform=spec.deform_on_per_stage[index],
+        deform_modulated=spec.deform_modulated, deform_num_groups=spec.deform_num_groups,
+    )
+
+
 def build_resnext(spec: ArchSpec, options: BackboneOptions = BackboneOptions()) -> ResNeXt:
     """Build the backbone of ``spec``; only the stages up to the last requested feature are built."""
     o = options
     wanted = [STAGES.index(f) + 1 for f in o.out_features if f in STAGES]
     num_stages = 4 if "linear" in o.out_features else max(wanted, default=0)
     stem = make_stem(spec.stem, o.in_channels, spec.stem_width, o.norm, preact=spec.preact)
-    stages = []
-    in_channels, out_channels = spec.stem_out_channels, 256
-    width = spec.num_groups * spec.width_per_group
-    for i, num_blocks in enumerate(spec.blocks_per_stage[:num_stages]):
-        dilation = o.res5_dilation if i == 3 else 1
-        first_stride = 1 if i == 0 or dilation > 1 else 2
-        stages.append(ResNet.make_stage(
-            Bottleneck, num_blocks, in_channels=in_channels, out_channels=out_channels,
-            stride_per_block=[first_stride] + [1] * (num_blocks - 1), bottleneck_channels=width,
-            num_groups=spec.num_groups, norm=o.norm, stride_in_1x1=o.stride_in_1x1, dilation=dilation,
-            transform=spec.transform, radix=spec.radix, attention=spec.attention,
-            se_reduction=spec.se_reduction, avd=spec.avd, avg_down=spec.avg_down,
-            zero_init_last=o.zero_init_residual, preact=spec.preact, deform=spec.deform_on_per_stage[i],
-            deform_modulated=spec.deform_modulated, deform_num_groups=spec.deform_num_groups,
-        ))
-        in_channels, out_channels, width = out_channels, out_channels * 2, width * 2
+    stages = [build_stage(spec, o, name) for name in STAGES[:num_stages]]
     return ResNeXt(spec, stem, stages, num_classes=o.num_classes, out_features=list(o.out_features),
                    freeze_at=o.freeze_at, output_norms=_output_norms(spec, o, num_stages))
 

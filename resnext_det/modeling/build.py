@@ -39,9 +39,8 @@ def _check_config_node(cfg):
                        ", ".join(changed), cfg.MODEL.BACKBONE.NAME, cfg.MODEL.RESNEXT.ARCH)
 
 
-@BACKBONE_REGISTRY.register()
-def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
-    """The bottom-up backbone named by MODEL.RESNEXT.ARCH, with MODEL.RESNEXT's overrides."""
+def spec_and_options(cfg, input_channels: int):
+    """The ArchSpec and BackboneOptions that MODEL.RESNEXT (and MODEL.BACKBONE.FREEZE_AT) describe."""
     _check_config_node(cfg)
     r = cfg.MODEL.RESNEXT
     overrides = {k.lower(): r[k] for k, unset in ARCH_OVERRIDES.items() if r[k] != unset}
@@ -50,14 +49,32 @@ def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
         res5_dilation=r.RES5_DILATION, zero_init_residual=r.ZERO_INIT_RESIDUAL,
         deform_on_per_stage=tuple(r.DEFORM_ON_PER_STAGE), deform_modulated=r.DEFORM_MODULATED,
         deform_num_groups=r.DEFORM_NUM_GROUPS,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT, in_channels=input_shape.channels,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT, in_channels=input_channels,
     )
-    spec, options = split_overrides(get_arch(r.ARCH, key="MODEL.RESNEXT.ARCH"), overrides, _config_key)
+    return split_overrides(get_arch(r.ARCH, key="MODEL.RESNEXT.ARCH"), overrides, _config_key)
+
+
+def _check_not_detectron2_res5_head(cfg, backbone_features):
+    """Detectron2's Res5ROIHeads builds its res5 from MODEL.RESNETS (a plain ResNet's), whatever
+    MODEL.RESNEXT.ARCH says: over this backbone that is a silently wrong model."""
+    heads = cfg.MODEL.ROI_HEADS
+    if (cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and heads.NAME == "Res5ROIHeads"
+            and set(heads.IN_FEATURES) & set(backbone_features)):
+        raise ConfigError("MODEL.ROI_HEADS.NAME=Res5ROIHeads builds Detectron2's plain ResNet res5 from "
+                          f"MODEL.RESNETS, not the res5 of MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}; for C4 "
+                          "set MODEL.ROI_HEADS.NAME ResNeXtRes5ROIHeads (the plugin's res5 head), else StandardROIHeads")
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
+    """The bottom-up backbone named by MODEL.RESNEXT.ARCH, with MODEL.RESNEXT's overrides."""
+    spec, options = spec_and_options(cfg, input_shape.channels)
+    _check_not_detectron2_res5_head(cfg, options.out_features)
     return build_resnext(spec, options)
 
 
 def _fpn(cfg, input_shape, top_block_for):
-    bottom_up = build_resnext_backbone(cfg, input_shape)
+    bottom_up = build_resnext(*spec_and_options(cfg, input_shape.channels))
     in_features = list(cfg.MODEL.FPN.IN_FEATURES)
     if not in_features:
         raise ConfigError("MODEL.FPN.IN_FEATURES is empty: set it to the backbone features the FPN "
