@@ -24,6 +24,18 @@ def load_example(name):
     return _load_script("examples", name)
 
 
+@pytest.fixture(autouse=True)
+def dataset_uses_per_test():
+    """A config's dataset settings (what loading a dataset checks against) are process state, set by
+    check_inputs: each test starts from those before it, as each run starts in a fresh process."""
+    from resnext_det.data import validate
+
+    saved = dict(validate._SETTINGS)
+    yield
+    validate._SETTINGS.clear()
+    validate._SETTINGS.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory):
     """A small shapes dataset registered as tiny_shapes_train / tiny_shapes_val (8 / 4 images)."""
