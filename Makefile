@@ -72,7 +72,7 @@ compare: setup
 	$(PYTHON) tools/run_comparison.py --config-file $(COMPARE_CONFIG) --seeds $(SEEDS) \
 	    --archs resnet50 resnext50_32x4d --output-dir $(COMPARE_DIR)
 
-# The speed figures README reports: ours vs Detectron2's built-in and timm's in the same mode (eager
+# The speed figures docs/speed.md reports: ours vs Detectron2's built-in and timm's in the same mode (eager
 # fp32, bf16, compiled fp32, compiled bf16; compile times, peak memory and the most expensive operators
 # of each variant in the json), and COCO evaluation. BENCH_MODES=--precision=fp32 runs fp32 eager only.
 BENCH := $(PYTHON) tools/benchmark.py

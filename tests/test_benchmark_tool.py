@@ -1,5 +1,5 @@
 """tools/benchmark.py runs each kind of comparison and reports what it measured (no speed is asserted:
-speed figures come from running the tool, see README)."""
+speed figures come from running the tool, see docs/speed.md)."""
 import json
 
 import pytest

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import run_python
 
-# README states the AP the demo reaches; this is the floor the issue set for it.
+# docs/demo.md states the AP the demo reaches; this is the floor the issue set for it.
 TARGET_BOX_AP = 50.0
 # bf16 inference (and the compiled backbone) may cost at most this much box AP (issue 12's target).
 MAX_PRECISION_AP_LOSS = 0.5
