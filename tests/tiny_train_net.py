@@ -57,7 +57,7 @@ def _inject_failure(kind: str, rank: int):
 
         RPN.losses = nan_from_iteration_1
     elif kind == "image":
-        call = validate._ImageErrorsNamed.__call__
+        call = validate.NamedImageErrors.__call__
         seen = []
 
         def third_image_fails(self, record):
@@ -67,7 +67,7 @@ def _inject_failure(kind: str, rank: int):
                                    "(simulated); replace it or remove it from the annotations")
             return call(self, record)
 
-        validate._ImageErrorsNamed.__call__ = third_image_fails
+        validate.NamedImageErrors.__call__ = third_image_fails
 
 
 if "TINY_FAIL" in os.environ:
