@@ -15,7 +15,8 @@ def test_demo_with_fuse_reports_every_evaluation(tiny_shapes, tmp_path):
     assert all(e["seconds"] > 0 and e["time_over_unfused"] > 0 for e in evaluation.values())
     # Folding is exact up to float rounding, so the detections and their AP stay the same.
     assert abs(evaluation["fused"]["AP"] - evaluation["unfused"]["AP"]) < 0.05
-    assert summary["training_precision"] == "fp32"
+    # --amp auto by default: bf16 autocast training where this CPU has native bf16
+    assert summary["training_precision"] == ("bf16 autocast" if demo.has_native_bf16() else "fp32")
     assert load_strict_json((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
     for line in (tmp_path / "metrics.json").read_text().splitlines():  # NaN APs are null, with a note
         record = load_strict_json(line)
