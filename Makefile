@@ -61,7 +61,7 @@ demo: setup
 
 # The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule, on the
 # embedded shapes dataset (not COCO), with SEEDS seeds each (SEED 0..SEEDS-1; `make compare SEEDS=3`):
-# mean and spread per backbone, and the difference paired by seed. About 10 minutes per FPN run on 2 CPU
+# mean and spread per backbone, and the difference paired by seed. About 8 minutes per FPN run on 2 CPU
 # cores (2 x SEEDS runs); finished runs are kept when it is started again.
 # DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/).
 SEEDS ?= 1
