@@ -12,7 +12,7 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from ..errors import ConfigError
 from ..precision import check_precision, precision_dtype, precision_name
 
-__all__ = ["AutocastTrainer", "amp_dtype", "build_step_trainer"]
+__all__ = ["AutocastTrainer", "amp_dtype", "amp_step_trainer", "build_step_trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +69,18 @@ class AutocastTrainer(SimpleTrainer):
 
 
 def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
-    """The object running each training step: SimpleTrainer, or with SOLVER.AMP.ENABLED, Detectron2's
-    AMPTrainer on CUDA (with SOLVER.AMP.PRECISION's dtype) and an AutocastTrainer (bf16) on CPU."""
+    """The object running each training step: SimpleTrainer, or with SOLVER.AMP.ENABLED an
+    :func:`amp_step_trainer` in SOLVER.AMP.PRECISION's dtype."""
     if not cfg.SOLVER.AMP.ENABLED:
         return SimpleTrainer(model, data_loader, optimizer)
-    dtype = amp_dtype(cfg)
-    device_type = torch.device(cfg.MODEL.DEVICE).type
-    logger.info("SOLVER.AMP: training under %s autocast on %s%s", precision_name(dtype), device_type,
+    return amp_step_trainer(model, data_loader, optimizer, torch.device(cfg.MODEL.DEVICE).type, amp_dtype(cfg),
+                            "SOLVER.AMP")
+
+
+def amp_step_trainer(model, data_loader, optimizer, device_type: str, dtype: torch.dtype, key: str) -> SimpleTrainer:
+    """Mixed-precision steps in ``dtype``: Detectron2's AMPTrainer on CUDA, an AutocastTrainer (no
+    GradScaler) elsewhere; ``key`` names the setting that asked for it, in the log."""
+    logger.info("%s: training under %s autocast on %s%s", key, precision_name(dtype), device_type,
                 " (Detectron2's AMPTrainer, with a GradScaler)" if device_type == "cuda" else ", no GradScaler")
     if device_type == "cuda":
         return AMPTrainer(model, data_loader, optimizer, precision=dtype)

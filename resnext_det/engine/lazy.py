@@ -14,7 +14,7 @@ from typing import List
 
 import torch
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase, create_ddp_model, default_setup, \
+from detectron2.engine import SimpleTrainer, TrainerBase, create_ddp_model, default_setup, \
     default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
@@ -28,7 +28,7 @@ from ..data.validate import NamedImageErrors, check_dataset_names
 from ..errors import ConfigError
 from ..fuse import fuse_for_inference
 from ..precision import check_precision, inference_options
-from .amp import AutocastTrainer
+from .amp import amp_step_trainer
 from .checkpointer import AtomicCheckpointer
 from .distributed import cpu_sync_batchnorm, cpu_threads_per_process, ddp_device_ids
 from .lazy_config import load_lazy_config, require
@@ -142,12 +142,13 @@ class LazyTrainer(ResumableRun, TrainerBase):
         data_loader = _loader(cfg.dataloader.train, _dataset_names(cfg.dataloader.train))
         ddp = dict(cfg.train.get("ddp", {}))
         model = create_ddp_model(model, device_ids=ddp_device_ids(cfg.train.device), **ddp)
-        amp = cfg.train.get("amp", {}).get("enabled", False)
-        if amp and cfg.train.device == "cpu":  # bf16 autocast, no GradScaler (amp.py)
-            check_precision(torch.bfloat16, "cpu")
-            self._trainer = AutocastTrainer(model, data_loader, optimizer, "cpu", torch.bfloat16)
+        if cfg.train.get("amp", {}).get("enabled", False):  # fp16 with a GradScaler on CUDA, bf16 on CPU (amp.py)
+            device_type = torch.device(cfg.train.device).type
+            dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+            check_precision(dtype, device_type)
+            self._trainer = amp_step_trainer(model, data_loader, optimizer, device_type, dtype, "train.amp")
         else:
-            self._trainer = (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.train.max_iter
