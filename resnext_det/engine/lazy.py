@@ -211,7 +211,8 @@ class LazyTrainer(ResumableRun, TrainerBase):
 
 def run_lazy(args):
     """``tools/train_net.py`` for a Python config: train, or with ``--eval-only`` evaluate
-    ``train.init_checkpoint`` (the last checkpoint with ``--resume``; fused with ``--fuse``, ``--precision``, ``--compile``)."""
+    ``train.init_checkpoint`` (the last checkpoint with ``--resume``), as ``--fuse``, ``--precision`` and
+    ``--compile`` ask."""
     cfg = setup_lazy(args)
     check_lazy_inputs(cfg, resume=args.resume)
     if args.eval_only:
