@@ -37,20 +37,40 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
+def _has_annotation_id_zero(dataset: dict) -> bool:
+    return any(a.get("id") == 0 for a in dataset.get("annotations", ()))
+
+
+def _annotation_ids_from_one(dataset: dict) -> dict:
+    """``dataset`` with its annotations numbered 1..N. Both backends record a match by the ground truth's
+    annotation id, 0 meaning none: an object with id 0 would count as missed and its detection as a false
+    positive. Nothing in the results refers to ground-truth annotation ids, so renumbering is safe."""
+    logger.info("The ground truth has an annotation with id 0, which COCO evaluation reads as 'no match': "
+                "evaluating with its annotations numbered from 1")
+    annotations = [dict(a, id=i) for i, a in enumerate(dataset.get("annotations", ()), start=1)]
+    return dict(dataset, annotations=annotations)
+
+
 def coco_api(dataset, backend: str):
-    """A COCO ground-truth object of ``backend``, from a json path or an already loaded dict."""
+    """A COCO ground-truth object of ``backend``, from a json path or an already loaded dict (annotation
+    ids renumbered from 1 if one of them is 0)."""
     _check_backend(backend)
     if backend == "pycocotools":
         from pycocotools.coco import COCO
     else:
         COCO = FastCOCO
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(dataset, dict):
-            gt = COCO()
-            gt.dataset = dataset
-            gt.createIndex()
-            return gt
-        return COCO(dataset)
+        if not isinstance(dataset, dict):
+            gt = COCO(dataset)
+            if not _has_annotation_id_zero(gt.dataset):
+                return gt
+            dataset = gt.dataset
+        if _has_annotation_id_zero(dataset):
+            dataset = _annotation_ids_from_one(dataset)
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
+        return gt
 
 
 def _cocoeval_class(backend: str):
@@ -93,7 +113,8 @@ class FastCOCOEvaluator(COCOEvaluator):
                 super().__init__(dataset_name, *args, **kwargs)
             finally:
                 coco_evaluation.COCO = saved
-        if self._backend == "faster-coco-eval" and hasattr(self._metadata, "json_file"):
+        if hasattr(self._metadata, "json_file") and (
+                self._backend == "faster-coco-eval" or _has_annotation_id_zero(self._coco_api.dataset)):
             self._coco_api = coco_api(self._coco_api.dataset, self._backend)
 
     def _eval_predictions(self, predictions, img_ids=None):

@@ -112,3 +112,37 @@ def test_without_faster_coco_eval_pycocotools_is_used(tiny_shapes, shapes_val_gt
         evaluator.process([{"image_id": im["id"]}], [{"instances": inst}])
     expected = evaluate_coco(coco_api(shapes_val_gt, "pycocotools"), results, backend="pycocotools")
     assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(100 * expected[0])
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_an_annotation_with_id_0_is_scored_like_any_other(tmp_path, backend):
+    """Both backends mark a match by the ground truth's annotation id, 0 meaning none: left as it is, an
+    object with id 0 counts as missed and its exact detection as a false positive (AP 25 here, not 100).
+    Found by the COCO fuzz test (a file whose annotation ids start at 0)."""
+    from detectron2.data.datasets import register_coco_instances
+    from test_bad_input import write_coco
+
+    path = write_coco(str(tmp_path), [{"boxes": [[8, 8, 24, 20], [30, 30, 10, 10]]}, {"boxes": [[4, 4, 12, 12]]}])
+    with open(path) as f:
+        gt = json.load(f)
+    for ann in gt["annotations"]:
+        ann["id"] -= 1  # ids 0, 1, 2
+    with open(path, "w") as f:
+        json.dump(gt, f)
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0}
+               for a in gt["annotations"]]
+    assert evaluate_coco(coco_api(path, backend), perfect, backend=backend)[0] == pytest.approx(1.0)
+    assert evaluate_coco(coco_api(gt, backend), perfect, backend=backend)[0] == pytest.approx(1.0)
+    assert gt["annotations"][0]["id"] == 0  # the caller's dict is left as it was
+
+    name = f"ids_from_zero_{backend}"
+    register_coco_instances(name, {}, path, str(tmp_path))
+    try:
+        DatasetCatalog.get(name)  # sets the category id mapping the evaluator reads
+        evaluator = FastCOCOEvaluator(name, backend=backend, tasks=("bbox",))
+        evaluator._predictions = [{"image_id": image_id, "instances": [
+            dict(r, category_id=0) for r in perfect if r["image_id"] == image_id]} for image_id in (1, 2)]
+        assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(100.0)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

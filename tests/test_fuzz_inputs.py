@@ -7,8 +7,9 @@ load_coco_json, and for test sets COCO evaluation against the ground truth. "Loa
 every loaded record and annotation is valid, and every annotation of the file is either loaded or
 counted in a warning.
 
-The fast suite runs a few hundred derandomized examples of each; `make test-e2e` runs thousands more,
-randomly (hypothesis prints the failing example).
+The fast suite runs a few hundred examples of each; `make test-e2e` runs thousands more. Both are
+derandomized, so that CI runs the examples that were run before landing; FUZZ_RANDOM=1 draws new ones
+(hypothesis prints a failing example; what it finds becomes a plain test, as in test_evaluation.py).
 """
 import copy
 import itertools
@@ -34,7 +35,8 @@ from test_bad_input import write_coco
 
 _COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 FAST = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 250)), derandomize=True, **_COMMON)
-MORE = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES_E2E", 3000)), **_COMMON)
+MORE = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES_E2E", 3000)),
+               derandomize=os.environ.get("FUZZ_RANDOM") != "1", **_COMMON)
 
 # ---- values a user's file may hold ----------------------------------------------------------------
 
