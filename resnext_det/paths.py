@@ -28,11 +28,21 @@ def is_local(path) -> bool:
 
 
 def _label(what: str, path) -> str:
-    return f"{what}={str(path)!r}" if re.fullmatch(r"[A-Z][A-Z0-9_.]*", what) else f"{what} {path}"
+    if re.fullmatch(r"[A-Z][A-Z0-9_.]*", what):
+        return f"{what}={str(path)!r}"
+    return f"{what} {path}" if str(path).isprintable() else f"{what} {str(path)!r}"
 
 
 def _fail(what: str, path, problem: str, fix: str = "") -> PathError:
     return PathError(f"{_label(what, path)} {problem}" + (f"; {fix}" if fix else ""))
+
+
+def _check_name(path, what: str, fix: str, kind: str) -> None:
+    """A path that names something: not blank, no NUL character (no file name can hold one)."""
+    if not str(path).strip():
+        raise _fail(what, path, f"is empty: name a {kind}", fix)
+    if "\0" in str(path):
+        raise _fail(what, path, "contains a NUL character, which no file name can", fix)
 
 
 def _stat(path, what, fix):
@@ -60,8 +70,7 @@ def _missing_reason(path) -> str:
 def readable_file(path, what: str, fix: str = "", allow_empty: bool = False) -> str:
     """``path`` is a regular file that can be opened for reading (and, unless ``allow_empty``, is not
     empty). Returns it unchanged."""
-    if not str(path).strip():
-        raise _fail(what, path, "is empty: name a file", fix)
+    _check_name(path, what, fix, "file")
     st = _stat(path, what, fix)
     if st is None:
         raise _fail(what, path, _missing_reason(path), fix)
@@ -81,8 +90,7 @@ def readable_file(path, what: str, fix: str = "", allow_empty: bool = False) -> 
 
 def existing_dir(path, what: str, fix: str = "") -> str:
     """``path`` is a folder whose entries can be listed. Returns it unchanged."""
-    if not str(path).strip():
-        raise _fail(what, path, "is empty: name a folder", fix)
+    _check_name(path, what, fix, "folder")
     st = _stat(path, what, fix)
     if st is None:
         raise _fail(what, path, _missing_reason(path), fix)
@@ -117,8 +125,7 @@ def _probe_write(folder: str) -> Optional[str]:
 def writable_dir(path, what: str, fix: str = "", create: bool = False) -> str:
     """``path`` is a folder in which files can be written, or can be created as one (then created if
     ``create``). Returns it unchanged."""
-    if not str(path).strip():
-        raise _fail(what, path, "is empty: name a folder", fix)
+    _check_name(path, what, fix, "folder")
     st = _stat(path, what, fix)
     if st is not None:
         if not stat.S_ISDIR(st.st_mode):
@@ -144,8 +151,7 @@ def writable_dir(path, what: str, fix: str = "", create: bool = False) -> str:
 def writable_file_path(path, what: str, fix: str = "") -> str:
     """``path`` can be written as a file: it is not a folder, and its folder is (or can be made)
     writable. Returns it unchanged."""
-    if not str(path).strip():
-        raise _fail(what, path, "is empty: name a file", fix)
+    _check_name(path, what, fix, "file")
     if os.path.isdir(path):
         raise _fail(what, path, "is a folder, not a file", fix)
     folder = os.path.dirname(os.path.abspath(path))

@@ -66,6 +66,11 @@ def test_path_checks_name_the_path_and_what_it_is(tmp_path):
         (lambda: writable_dir(str(a_file / "out"), "OUTPUT_DIR"), r"cannot be created: .*file.txt is a file"),
         (lambda: writable_dir("/proc/out", "OUTPUT_DIR"), r"cannot be created: /proc is not writable"),
         (lambda: writable_file_path(str(tmp_path), "--json"), r"is a folder, not a file"),
+        # a NUL character (found by the e2e fuzz test: os.stat raised a bare ValueError): shown escaped
+        (lambda: readable_file("a\0b.pth", "MODEL.WEIGHTS"), r"^MODEL.WEIGHTS='a\\x00b.pth' contains a NUL"),
+        (lambda: readable_file(f"{tmp_path}/\0", "config file"), r"^config file '.*/\\x00' contains a NUL char"),
+        (lambda: existing_dir("im\0", "image folder"), r"contains a NUL character, which no file name can$"),
+        (lambda: writable_file_path(f"{tmp_path}/\0/x.json", "--json"), r"^--json '.*/\\x00/x.json' contains a NUL"),
     ]
     for call, message in cases:
         with pytest.raises(PathError, match=message):
@@ -104,6 +109,7 @@ def test_bad_config_paths_are_one_line(tmp_path):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01")
     (tmp_path / "group.yaml").write_text("MODEL: 3\n")
     (tmp_path / "type.yaml").write_text("SOLVER:\n  STEPS: [1000, 'x']\n")
+    (tmp_path / "nul_base.yaml").write_text('_BASE_: "\\0"\n')
     cases = {
         "a.yaml": r"a.yaml: its _BASE_ chain loops: .*a.yaml -> .*b.yaml -> .*a.yaml$",
         "base_missing.yaml": r"config file \(the _BASE_ of .*base_missing.yaml\) .*none.yaml does not exist; fix _BASE_",
@@ -114,6 +120,8 @@ def test_bad_config_paths_are_one_line(tmp_path):
                       r"value: got 3$",
         "type.yaml": r"type.yaml: SOLVER.STEPS=\[1000, 'x'\] does not have the element types of its default \(30000,\)$",
         "missing.yaml": r"config file '.*missing.yaml' does not exist",
+        "nul_base.yaml": r"config file \(the _BASE_ of .*nul_base.yaml\) '.*/\\x00' contains a NUL character, which no file name "
+                         r"can; fix _BASE_",
         "": None,
     }
     for name, message in cases.items():
