@@ -60,16 +60,14 @@ def coco_api(dataset, backend: str):
     else:
         COCO = FastCOCO
     with contextlib.redirect_stdout(io.StringIO()):
-        if not isinstance(dataset, dict):
-            gt = COCO(dataset)
-            if not _has_annotation_id_zero(gt.dataset):
-                return gt
-            dataset = gt.dataset
-        if _has_annotation_id_zero(dataset):
-            dataset = _annotation_ids_from_one(dataset)
-        gt = COCO()
-        gt.dataset = dataset
-        gt.createIndex()
+        gt = None if isinstance(dataset, dict) else COCO(dataset)
+        content = dataset if gt is None else gt.dataset
+        if _has_annotation_id_zero(content):
+            content, gt = _annotation_ids_from_one(content), None
+        if gt is None:
+            gt = COCO()
+            gt.dataset = content
+            gt.createIndex()
         return gt
 
 
