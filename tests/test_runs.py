@@ -120,8 +120,8 @@ def test_bad_config_paths_are_one_line(tmp_path):
                       r"value: got 3$",
         "type.yaml": r"type.yaml: SOLVER.STEPS=\[1000, 'x'\] does not have the element types of its default \(30000,\)$",
         "missing.yaml": r"config file '.*missing.yaml' does not exist",
-        "nul_base.yaml": r"config file \(the _BASE_ of .*nul_base.yaml\) '.*/\\x00' contains a NUL character, which no file name "
-                         r"can; fix _BASE_",
+        "nul_base.yaml": r"config file \(the _BASE_ of .*nul_base.yaml\) '.*/\\x00' contains a NUL character, "
+                         r"which no file name can; fix _BASE_",
         "": None,
     }
     for name, message in cases.items():
