@@ -101,19 +101,16 @@ class FastCOCOEvaluator(COCOEvaluator):
     def __init__(self, dataset_name, *args, backend: str = None, **kwargs):
         self._backend = _check_backend(backend or default_backend())
         cleaned = cleaned_ground_truth(dataset_name)
-        if cleaned is None:
-            super().__init__(dataset_name, *args, **kwargs)
-        else:  # the annotation file had unusable annotations: evaluate against what was trained and tested on
+        if cleaned is not None:  # the file had unusable annotations: evaluate against what was trained and tested on
             logger.info("Evaluating %s against its cleaned annotations (see the dataset's warning)", dataset_name)
-            saved = coco_evaluation.COCO  # Detectron2 reads the json_file by module-level name: swap for this call
-            coco_evaluation.COCO = lambda _json_file: coco_api(cleaned, "pycocotools")
-            try:
-                super().__init__(dataset_name, *args, **kwargs)
-            finally:
-                coco_evaluation.COCO = saved
-        if hasattr(self._metadata, "json_file") and (
-                self._backend == "faster-coco-eval" or _has_annotation_id_zero(self._coco_api.dataset)):
-            self._coco_api = coco_api(self._coco_api.dataset, self._backend)
+        # Detectron2 builds its ground truth by the module-level name COCO: for this call, build it once with
+        # coco_api (this backend's class, the cleaned annotations if any, annotation ids from 1).
+        saved = coco_evaluation.COCO
+        coco_evaluation.COCO = lambda json_file: coco_api(json_file if cleaned is None else cleaned, self._backend)
+        try:
+            super().__init__(dataset_name, *args, **kwargs)
+        finally:
+            coco_evaluation.COCO = saved
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend == "pycocotools":
