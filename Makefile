@@ -62,7 +62,8 @@ demo: setup
 # The paper's comparison reduced to this machine: ResNet-50 vs ResNeXt-50 32x4d, same schedule, on the
 # embedded shapes dataset (not COCO), with SEEDS seeds each (SEED 0..SEEDS-1; `make compare SEEDS=3`):
 # mean and spread per backbone, and the difference paired by seed. About 8 minutes per FPN run on 2 CPU
-# cores (2 x SEEDS runs); finished runs are kept when it is started again.
+# cores (2 x SEEDS runs); finished runs are kept when it is started again with the same config and
+# arguments (a changed one is refused: REDO=1 trains every run again).
 # DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/).
 SEEDS ?= 1
 DETECTOR ?= FPN
@@ -70,7 +71,7 @@ COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_$(DETECTOR).yaml
 COMPARE_DIR ?= $(if $(filter FPN,$(DETECTOR)),output/compare,output/compare-$(DETECTOR))
 compare: setup
 	$(PYTHON) tools/run_comparison.py --config-file $(COMPARE_CONFIG) --seeds $(SEEDS) \
-	    --archs resnet50 resnext50_32x4d --output-dir $(COMPARE_DIR)
+	    --archs resnet50 resnext50_32x4d --output-dir $(COMPARE_DIR) $(if $(REDO),--redo)
 
 # The speed figures docs/speed.md reports: ours vs Detectron2's built-in and timm's in the same mode (eager
 # fp32, bf16, compiled fp32, compiled bf16; compile times, peak memory and the most expensive operators

@@ -48,7 +48,7 @@ def _fake_run(folder, arch, seed, ap):
 
     import yaml
 
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"MODEL": {"RESNEXT": {"ARCH": arch}}, "SEED": seed}))
     (folder / "metrics.json").write_text(json.dumps({"iteration": 9, "time": 0.5, "bbox/AP": ap, "bbox/AP50": ap + 20,
                                                      "bbox/AP75": ap + 5}) + "\n")
@@ -100,3 +100,52 @@ def test_run_comparison_trains_each_seed_and_backbone_once(tmp_path, monkeypatch
     commands.clear()
     driver.main(argv)  # finished runs are kept
     assert commands == []
+
+
+def test_run_comparison_refuses_a_finished_run_whose_request_changed(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    driver = load_tool("run_comparison")
+    trained = []
+
+    def fake_demo(command):
+        out = command[command.index("--output-dir") + 1]
+        trained.append(out)
+        _fake_run(__import__("pathlib").Path(out), command[command.index("MODEL.RESNEXT.ARCH") + 1], 0, 50.0)
+        return 0
+
+    monkeypatch.setattr(driver.subprocess, "call", fake_demo)
+    base = tmp_path / "Base.yaml"
+    base.write_text("SOLVER:\n  MAX_ITER: 5\n")
+    config = tmp_path / "demo.yaml"
+    config.write_text("_BASE_: Base.yaml\nSEED: 0\n")
+    runs = tmp_path / "runs"
+    argv = ["--config-file", str(config), "--archs", "resnet50", "--output-dir", str(runs)]
+    driver.main(argv)
+    recorded = json.loads((runs / "resnet50" / "seed0" / "request.json").read_text())
+    assert recorded["arguments"][-4:] == ["MODEL.RESNEXT.ARCH", "resnet50", "SEED", "0"]
+    assert len(recorded["config_files"]) == 2  # the file and its _BASE_
+    driver.main(argv)
+    assert len(trained) == 1 and "same request, kept" in capsys.readouterr().out
+
+    base.write_text("SOLVER:\n  MAX_ITER: 6\n")  # an edit in the _BASE_ chain counts
+    with pytest.raises(SystemExit, match=r"finished with another request \(config file .*Base\.yaml changed since\); "
+                                         r"pass --redo \(make compare REDO=1\)"):
+        driver.main(argv)
+    with pytest.raises(SystemExit, match=r"another request \(arguments .*, now .*SOLVER\.MAX_ITER 7'\)"):
+        driver.main(argv + ["SOLVER.MAX_ITER", "7"])
+    assert len(trained) == 1
+    driver.main(argv + ["--redo"])
+    assert len(trained) == 2
+    driver.main(argv)  # the request was recorded again by the new run
+    assert len(trained) == 2
+
+    (runs / "resnet50" / "seed0" / "request.json").unlink()  # a run from before requests were recorded
+    driver.main(argv)
+    assert len(trained) == 2 and "records no request" in capsys.readouterr().out
+    shutil.rmtree(runs)
+    config.write_text("_BASE_: Missing.yaml\n")
+    with pytest.raises(SystemExit, match="error: .*Missing.yaml"):
+        driver.main(argv)
+    assert len(trained) == 2

@@ -6,12 +6,17 @@
 
 Each (seed, backbone) is one tools/demo.py run, in its own process, into OUTPUT_DIR/<arch>/seed<k>
 with SEED = k (k = 0..N-1; SEED 0 is the demo config's own). Seeds run in turn, every backbone for
-one seed before the next seed, so that an interrupted comparison leaves complete pairs. Runs that
-finished before (summary.json written) are kept, not trained again, unless --redo. Then
+one seed before the next seed, so that an interrupted comparison leaves complete pairs. Each run
+folder records its request (request.json: the demo's arguments and a SHA-256 of every file of the
+config's _BASE_ chain). A run that finished before (summary.json written) with the same request is
+kept, not trained again; one with a different request is refused, with one line naming what changed
+(--redo trains it again). Then
 tools/compare_results.py reports each run, each backbone's mean and standard deviation over seeds
 and the paired differences, into OUTPUT_DIR/comparison.json and OUTPUT_DIR/ap.png.
 """
 import argparse
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -41,12 +46,47 @@ def run_dir(args, arch, seed):
     return os.path.join(args.output_dir, arch, f"seed{seed}")
 
 
+def request(args, arch, seed):
+    """What a run is trained from: the demo's arguments (but the output folder) and the SHA-256 of
+    each file of the config's _BASE_ chain, so that an edited config file counts as a change."""
+    from resnext_det.config_checks import check_yaml_chain
+
+    files = {}
+    for path in check_yaml_chain(args.config_file):
+        with open(path, "rb") as f:
+            files[os.path.relpath(path)] = hashlib.sha256(f.read()).hexdigest()
+    return {"arguments": ["--config-file", args.config_file, "MODEL.RESNEXT.ARCH", arch, "SEED", str(seed),
+                          *args.opts], "config_files": files}
+
+
+def request_change(recorded, wanted):
+    """One phrase naming how ``recorded`` differs from ``wanted`` (two :func:`request` results)."""
+    if recorded["arguments"] != wanted["arguments"]:
+        return f"arguments {' '.join(recorded['arguments'])!r}, now {' '.join(wanted['arguments'])!r}"
+    changed = sorted(set(recorded["config_files"].items()) ^ set(wanted["config_files"].items()))
+    return "config file " + ", ".join(dict.fromkeys(path for path, _ in changed)) + " changed since"
+
+
 def train(args, arch, seed):
     """One tools/demo.py run; exits with its status if it fails (its 'error:' line is printed)."""
     out = run_dir(args, arch, seed)
+    wanted = request(args, arch, seed)
+    request_file = os.path.join(out, "request.json")
     if not args.redo and os.path.isfile(os.path.join(out, "summary.json")):
-        print(f"[compare] {out}: finished before, kept", flush=True)
-        return
+        if not os.path.isfile(request_file):
+            print(f"[compare] {out}: finished before, kept (it records no request, so a change of config since "
+                  "cannot be seen; --redo trains it again)", flush=True)
+            return
+        with open(request_file, encoding="utf-8") as f:
+            recorded = json.load(f)
+        if recorded == wanted:
+            print(f"[compare] {out}: finished before with the same request, kept", flush=True)
+            return
+        sys.exit(f"error: {out} finished with another request ({request_change(recorded, wanted)}); pass --redo "
+                 "(make compare REDO=1) to train it again, or give another --output-dir")
+    os.makedirs(out, exist_ok=True)
+    with open(request_file, "w", encoding="utf-8") as f:
+        json.dump(wanted, f, indent=1)
     command = [sys.executable, os.path.join(HERE, "demo.py"), "--config-file", args.config_file,
                "--output-dir", out, "MODEL.RESNEXT.ARCH", arch, "SEED", str(seed), *args.opts]
     print(f"[compare] {arch} seed {seed}: {' '.join(command[1:])}", flush=True)
@@ -59,6 +99,12 @@ def train(args, arch, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    from resnext_det.engine.exits import error_message, one_line_errors
+
+    try:  # a bad config file: one line, before anything trains
+        request(args, args.archs[0], 0)
+    except one_line_errors() as e:
+        sys.exit(f"error: {error_message(e)}")
     for seed in range(args.seeds):
         for arch in args.archs:
             train(args, arch, seed)
