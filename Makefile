@@ -64,7 +64,8 @@ demo: setup
 # mean and spread per backbone, and the difference paired by seed. About 8 minutes per FPN run on 2 CPU
 # cores (2 x SEEDS runs); finished runs are kept when it is started again with the same config and
 # arguments (a changed one is refused: REDO=1 trains every run again).
-# DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/).
+# DETECTOR=FPN (default; output/compare/) or C4, the paper's own setting (output/compare-C4/; about 28 minutes
+# per C4 run here).
 SEEDS ?= 1
 DETECTOR ?= FPN
 COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_$(DETECTOR).yaml

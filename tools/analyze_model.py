@@ -10,7 +10,7 @@ figures, and of whole detectors (800x1333) from config files, split into their p
     python tools/analyze_model.py --card configs/faster_rcnn_X101_32x4d_FPN_dconv_c3-c5_1x.yaml --output dcn.png
     # the paper's C4 detectors; the reduced C4 demo at its own image size, with ResNet-50
     python tools/analyze_model.py --backbones none --configs configs/faster_rcnn_{R50,X50_32x4d}_C4_1x.yaml
-    python tools/analyze_model.py --backbones none --image-size 128 128 \
+    python tools/analyze_model.py --backbones none --image-size 256 256 \
         --configs configs/demo/shapes_faster_rcnn_X50_C4.yaml --opts MODEL.RESNEXT.ARCH resnet50
 
 FLOPs are fvcore's count: one multiply-add of a convolution or linear layer is one FLOP, as in
