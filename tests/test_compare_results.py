@@ -141,6 +141,9 @@ def test_run_comparison_refuses_a_finished_run_whose_request_changed(tmp_path, m
     driver.main(argv)  # the request was recorded again by the new run
     assert len(trained) == 2
 
+    (runs / "resnet50" / "seed0" / "request.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"request\.json is not a request this tool wrote .*pass --redo"):
+        driver.main(argv)
     (runs / "resnet50" / "seed0" / "request.json").unlink()  # a run from before requests were recorded
     driver.main(argv)
     assert len(trained) == 2 and "records no request" in capsys.readouterr().out

@@ -46,17 +46,34 @@ def run_dir(args, arch, seed):
     return os.path.join(args.output_dir, arch, f"seed{seed}")
 
 
-def request(args, arch, seed):
-    """What a run is trained from: the demo's arguments (but the output folder) and the SHA-256 of
-    each file of the config's _BASE_ chain, so that an edited config file counts as a change."""
+def config_file_hashes(config_file):
+    """{path: SHA-256} of ``config_file`` and every file of its _BASE_ chain (a bad chain: ConfigError)."""
     from resnext_det.config_checks import check_yaml_chain
 
     files = {}
-    for path in check_yaml_chain(args.config_file):
+    for path in check_yaml_chain(config_file):
         with open(path, "rb") as f:
             files[os.path.relpath(path)] = hashlib.sha256(f.read()).hexdigest()
+    return files
+
+
+def request(args, arch, seed, config_files):
+    """What a run is trained from: the demo's arguments (but the output folder) and the hashes of the
+    config's files, so that an edited config file counts as a change."""
     return {"arguments": ["--config-file", args.config_file, "MODEL.RESNEXT.ARCH", arch, "SEED", str(seed),
-                          *args.opts], "config_files": files}
+                          *args.opts], "config_files": config_files}
+
+
+def recorded_request(path):
+    """The request a run folder recorded, or None where its request.json is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    valid = isinstance(recorded, dict) and isinstance(recorded.get("arguments"), list) \
+        and isinstance(recorded.get("config_files"), dict)
+    return recorded if valid else None
 
 
 def request_change(recorded, wanted):
@@ -67,18 +84,21 @@ def request_change(recorded, wanted):
     return "config file " + ", ".join(dict.fromkeys(path for path, _ in changed)) + " changed since"
 
 
-def train(args, arch, seed):
+def train(args, arch, seed, config_files):
     """One tools/demo.py run; exits with its status if it fails (its 'error:' line is printed)."""
     out = run_dir(args, arch, seed)
-    wanted = request(args, arch, seed)
+    wanted = request(args, arch, seed, config_files)
     request_file = os.path.join(out, "request.json")
     if not args.redo and os.path.isfile(os.path.join(out, "summary.json")):
         if not os.path.isfile(request_file):
             print(f"[compare] {out}: finished before, kept (it records no request, so a change of config since "
                   "cannot be seen; --redo trains it again)", flush=True)
             return
-        with open(request_file, encoding="utf-8") as f:
-            recorded = json.load(f)
+        recorded = recorded_request(request_file)
+        if recorded is None:
+            sys.exit(f"error: {request_file} is not a request this tool wrote (unreadable or edited), so whether "
+                     f"{out} fits this comparison is unknown; pass --redo (make compare REDO=1) to train it again, "
+                     "or give another --output-dir")
         if recorded == wanted:
             print(f"[compare] {out}: finished before with the same request, kept", flush=True)
             return
@@ -102,12 +122,12 @@ def main(argv=None):
     from resnext_det.engine.exits import error_message, one_line_errors
 
     try:  # a bad config file: one line, before anything trains
-        request(args, args.archs[0], 0)
+        config_files = config_file_hashes(args.config_file)
     except one_line_errors() as e:
         sys.exit(f"error: {error_message(e)}")
     for seed in range(args.seeds):
         for arch in args.archs:
-            train(args, arch, seed)
+            train(args, arch, seed, config_files)
     sys.path.insert(0, HERE)
     import compare_results
 
