@@ -13,10 +13,10 @@ from .config import add_resnext_config, load_config
 from .errors import ConfigError
 from .compile import compile_for_inference
 from .fuse import fuse_for_inference
-from .modeling import BackboneOptions, ResNeXt, build_resnext, create_backbone
+from .modeling import BackboneOptions, ResNeXt, build_model, build_resnext, create_backbone
 
 __version__ = "0.1.0"
 __all__ = ["ARCHS", "ArchSpec", "list_backbones", "add_resnext_config", "load_config", "ConfigError",
-           "BackboneOptions", "ResNeXt", "build_resnext", "create_backbone", "CheckpointError",
+           "BackboneOptions", "ResNeXt", "build_model", "build_resnext", "create_backbone", "CheckpointError",
            "convert_state_dict", "fuse_for_inference", "compile_for_inference", "register_weights",
            "resolve_weights"]

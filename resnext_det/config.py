@@ -1,4 +1,6 @@
-"""The plugin's config node, MODEL.RESNEXT. Only the registered builders read it."""
+"""The plugin's config keys: MODEL.RESNEXT, which only the registered builders read, and SOLVER.OPTIMIZER
+and SOLVER.AMP.PRECISION, which the trainer reads. ``add_resnext_config`` adds them all to a Detectron2
+config, so every shipped YAML merges into ``get_cfg()``; ``load_config`` also checks files and values."""
 import difflib
 import logging
 import os
@@ -23,7 +25,9 @@ ARCH_OVERRIDES = {
 
 
 def add_resnext_config(cfg):
-    """Add MODEL.RESNEXT to a Detectron2 config (idempotent). Call before merging a YAML file."""
+    """Add MODEL.RESNEXT, SOLVER.OPTIMIZER and SOLVER.AMP.PRECISION (every key a shipped YAML sets that
+    Detectron2's ``get_cfg()`` lacks) to a Detectron2 config (idempotent). Call before merging a YAML file."""
+    add_solver_config(cfg)
     if "RESNEXT" in cfg.MODEL:
         return cfg
     r = cfg.MODEL.RESNEXT = CN()
@@ -57,7 +61,7 @@ OPTIMIZERS = ("SGD", "AdamW")
 
 def add_solver_config(cfg):
     """Add SOLVER.OPTIMIZER (the optimizer ``Trainer.build_optimizer`` builds) and SOLVER.AMP.PRECISION
-    (idempotent)."""
+    (idempotent; ``add_resnext_config`` calls it)."""
     if "OPTIMIZER" not in cfg.SOLVER:
         # "SGD" (Detectron2's default, with SOLVER.MOMENTUM) or "AdamW" (betas 0.9, 0.999).
         # Both use SOLVER.BASE_LR, WEIGHT_DECAY*, BIAS_LR_FACTOR and CLIP_GRADIENTS.
@@ -91,7 +95,7 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
     YAML, unknown key, odd override list, a value of the wrong type or out of range) raises a one-line
     ConfigError that names the file or key (config_checks.py).
     """
-    cfg = add_solver_config(add_resnext_config(get_cfg()))
+    cfg = add_resnext_config(get_cfg())
     if config_file:
         _merge_file(cfg, config_file)
     for key, text in pairs(opts):

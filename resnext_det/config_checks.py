@@ -10,7 +10,10 @@ exceptions from deep inside (a ``_BASE_`` loop recurses until Python gives up). 
   None), the elements of a list have the kind of the default's elements (numbers, strings, true/false,
   lists), and numbers are finite;
 * the values Detectron2 reads without checking (batch size, iterations, sizes, device, ...) are in
-  their range (:data:`VALUE_RULES`).
+  their range (:data:`VALUE_RULES`);
+* the ROI heads a full model would build fit this plugin's backbone (:func:`check_roi_heads`, called
+  where a model is built: ``resnext_det.build_model``, ``Trainer.build_model``, ``check_inputs``; not
+  by the backbone builders, so ``build_backbone`` works from Detectron2's defaults).
 """
 import math
 import os
@@ -21,7 +24,8 @@ import yaml
 from .errors import ConfigError, PathError
 from .paths import is_local, readable_file
 
-__all__ = ["check_yaml_chain", "check_value", "check_values", "decode", "find_key", "pairs", "short"]
+__all__ = ["check_yaml_chain", "check_value", "check_values", "check_roi_heads", "decode", "find_key", "pairs",
+           "short"]
 
 BASE_KEY = "_BASE_"
 
@@ -252,3 +256,20 @@ def check_ranges(cfg) -> None:
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         raise ConfigError(f"MODEL.PIXEL_MEAN={short(cfg.MODEL.PIXEL_MEAN)} and MODEL.PIXEL_STD="
                           f"{short(cfg.MODEL.PIXEL_STD)} must have one value per input channel each")
+
+
+def check_roi_heads(cfg) -> None:
+    """Refuse Detectron2's Res5ROIHeads over ``build_resnext_backbone``: it builds its res5 from
+    MODEL.RESNETS (a plain ResNet's), whatever MODEL.RESNEXT.ARCH says, a silently wrong model.
+
+    Detectron2's defaults name Res5ROIHeads, so this is checked where a whole GeneralizedRCNN is built,
+    not where the backbone is."""
+    model = cfg.MODEL
+    if model.BACKBONE.NAME != "build_resnext_backbone" or "RESNEXT" not in model:
+        return
+    heads = model.ROI_HEADS
+    if (model.META_ARCHITECTURE == "GeneralizedRCNN" and heads.NAME == "Res5ROIHeads"
+            and set(heads.IN_FEATURES) & set(model.RESNEXT.OUT_FEATURES)):
+        raise ConfigError("MODEL.ROI_HEADS.NAME=Res5ROIHeads builds Detectron2's plain ResNet res5 from "
+                          f"MODEL.RESNETS, not the res5 of MODEL.RESNEXT.ARCH={model.RESNEXT.ARCH!r}; for C4 "
+                          "set MODEL.ROI_HEADS.NAME ResNeXtRes5ROIHeads (the plugin's res5 head), else StandardROIHeads")

@@ -124,7 +124,6 @@ def test_freeze_at_freezes_the_stem_and_first_stages(name, freeze_at):
 def _cfg(arch="resnext50_32x4d", backbone="build_resnext_fpn_backbone", **resnext):
     cfg = add_resnext_config(get_cfg())
     cfg.MODEL.BACKBONE.NAME = backbone
-    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"  # Detectron2's default, Res5ROIHeads, is refused on res4
     cfg.MODEL.RESNEXT.ARCH = arch
     for key, value in resnext.items():
         cfg.MODEL.RESNEXT[key] = value

@@ -106,15 +106,27 @@ def test_mask_rcnn_c4_gets_a_mask_head_on_the_plugins_res5():
 
 
 def test_detectron2_res5_head_over_this_backbone_is_refused():
+    """Refused where the model is built (resnext_det.build_model, Trainer.build_model, check_inputs and
+    the weights checks' builder); the backbone alone builds, as build_backbone does from Detectron2's defaults."""
+    from detectron2.modeling import build_backbone
+
+    from resnext_det import build_model as project_build_model
+    from resnext_det.checkpoint.model_weights import model_builder
+    from resnext_det.engine import Trainer, check_inputs
+
     for out_features in ("['res4']", "['res2', 'res3', 'res4', 'res5']"):
         cfg = _load("configs/faster_rcnn_X50_32x4d_C4_1x.yaml", "MODEL.ROI_HEADS.NAME", "Res5ROIHeads",
                     "MODEL.RESNEXT.OUT_FEATURES", out_features)
-        with pytest.raises(ConfigError) as err:
-            _meta_model(cfg)
-        message = str(err.value)
-        assert "\n" not in message
-        assert message.startswith("MODEL.ROI_HEADS.NAME=Res5ROIHeads builds Detectron2's plain ResNet res5")
-        assert "set MODEL.ROI_HEADS.NAME ResNeXtRes5ROIHeads" in message
+        for build in (project_build_model, Trainer.build_model, check_inputs, lambda cfg: model_builder(cfg)()):
+            with pytest.raises(ConfigError) as err:
+                build(cfg)
+            message = str(err.value)
+            assert "\n" not in message
+            assert message.startswith("MODEL.ROI_HEADS.NAME=Res5ROIHeads builds Detectron2's plain ResNet res5")
+            assert "set MODEL.ROI_HEADS.NAME ResNeXtRes5ROIHeads" in message
+        with torch.device("meta"):
+            backbone = build_backbone(cfg)
+        assert list(backbone.output_shape()) == list(cfg.MODEL.RESNEXT.OUT_FEATURES)
     # The same config with Detectron2's own ResNet backbone is Detectron2's business: it builds.
     cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]

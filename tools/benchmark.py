@@ -193,11 +193,10 @@ def _check_same_outputs(outs):
 
 
 def bench_detector(args):
-    from detectron2.modeling import build_model
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
 
-    from resnext_det import load_config
+    from resnext_det import build_model, load_config
 
     torch.manual_seed(0)
     cfg = load_config(args.config_file, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device] + args.opts)

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from resnext_det import ConfigError, create_backbone, fuse_for_inference, load_config
+from resnext_det import ConfigError, build_model, create_backbone, fuse_for_inference, load_config
 from resnext_det.checkpoint.model_weights import check_model_weights
 from resnext_det.engine.exits import error_message
 from resnext_det.paths import readable_file, writable_dir
@@ -88,7 +88,6 @@ def export_backbone(args, stem):
 
 def export_detector(args, stem):
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
 
     cfg = load_config(args.config_file, args.opts)
     if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS:

@@ -12,6 +12,7 @@ import os
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from ..config_checks import check_roi_heads
 from ..errors import ConfigError
 from .io import TORCH_EXTS, CheckpointError, is_torch_file, read_state_dict
 
@@ -73,7 +74,10 @@ def check_model_weights(cfg, path: str, name: str = "", backbone_relative: bool 
 
 def model_builder(cfg):
     """A function that builds ``cfg``'s model (called on the meta device by the checks)."""
-    return lambda: META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+    def build():
+        check_roi_heads(cfg)
+        return META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
+    return build
 
 
 def arch_setting(cfg) -> str:

@@ -12,6 +12,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import OPTIMIZERS, load_config
+from ..config_checks import check_roi_heads
 from ..errors import ConfigError
 from ..evaluation import FastCOCOEvaluator
 from ..checkpoint import check_weights_uri
@@ -42,9 +43,11 @@ BAD_INPUT = (ConfigError, DatasetNotFoundError, FileNotFoundError, DatasetError,
 
 
 def check_inputs(cfg, resume: bool = False):
-    """Fail before any model is built when OUTPUT_DIR cannot be written, or a dataset or the MODEL.WEIGHTS
-    file is missing or does not fit (a URI's file is downloaded and converted here); have the datasets
-    checked when loaded (resnext_det/data/validate.py)."""
+    """Fail before any model is built when the ROI heads do not fit the backbone (check_roi_heads),
+    OUTPUT_DIR cannot be written, or a dataset or the MODEL.WEIGHTS file is missing or does not fit (a URI's
+    file is downloaded and converted here); have the datasets checked when loaded
+    (resnext_det/data/validate.py)."""
+    check_roi_heads(cfg)
     writable_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR", "name a folder that can be written (it is created if missing)")
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         check_dataset_available(name)
@@ -113,6 +116,7 @@ class Trainer(ResumableRun, DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
+        check_roi_heads(cfg)  # Detectron2's Res5ROIHeads over build_resnext_backbone: one line, no model
         model = super().build_model(cfg)
         return cpu_sync_batchnorm(model) if torch.device(cfg.MODEL.DEVICE).type == "cpu" else model
 

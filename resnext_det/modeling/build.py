@@ -1,16 +1,19 @@
-"""The registered builders: the only code that reads the config."""
+"""The registered backbone builders, the only code that reads MODEL.RESNEXT, and ``build_model``:
+Detectron2's, after the checks of the whole model (config_checks.check_roi_heads)."""
 import logging
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling import build_model as detectron2_build_model
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
 from ..archs import get_arch
 from ..config import ARCH_OVERRIDES
+from ..config_checks import check_roi_heads
 from ..errors import ConfigError
 from .backbone import ResNeXt, build_resnext, split_overrides
 
-__all__ = ["build_resnext_backbone", "build_resnext_fpn_backbone",
+__all__ = ["build_model", "build_resnext_backbone", "build_resnext_fpn_backbone",
            "build_resnext_retinanet_fpn_backbone"]
 
 logger = logging.getLogger(__name__)
@@ -54,31 +57,23 @@ def spec_and_options(cfg, input_channels: int):
     return split_overrides(get_arch(r.ARCH, key="MODEL.RESNEXT.ARCH"), overrides, _config_key)
 
 
-def _check_not_detectron2_res5_head(cfg, backbone_features):
-    """Detectron2's Res5ROIHeads builds its res5 from MODEL.RESNETS (a plain ResNet's), whatever
-    MODEL.RESNEXT.ARCH says: over this backbone that is a silently wrong model."""
-    heads = cfg.MODEL.ROI_HEADS
-    if (cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and heads.NAME == "Res5ROIHeads"
-            and set(heads.IN_FEATURES) & set(backbone_features)):
-        raise ConfigError("MODEL.ROI_HEADS.NAME=Res5ROIHeads builds Detectron2's plain ResNet res5 from "
-                          f"MODEL.RESNETS, not the res5 of MODEL.RESNEXT.ARCH={cfg.MODEL.RESNEXT.ARCH!r}; for C4 "
-                          "set MODEL.ROI_HEADS.NAME ResNeXtRes5ROIHeads (the plugin's res5 head), else StandardROIHeads")
+def build_model(cfg):
+    """Detectron2's ``build_model(cfg)`` (on MODEL.DEVICE), after one-line ConfigErrors for ROI heads
+    that do not fit this plugin's backbone (Detectron2's Res5ROIHeads over ``build_resnext_backbone``)."""
+    check_roi_heads(cfg)
+    return detectron2_build_model(cfg)
 
 
 @BACKBONE_REGISTRY.register()
 def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNeXt:
     """The bottom-up backbone named by MODEL.RESNEXT.ARCH, with MODEL.RESNEXT's overrides."""
-    spec, options = spec_and_options(cfg, input_shape.channels)
-    _check_not_detectron2_res5_head(cfg, options.out_features)
-    return build_resnext(spec, options)
+    return build_resnext(*spec_and_options(cfg, input_shape.channels))
 
 
-def _fpn(cfg, input_shape, top_block_for):
+def _fpn(cfg, input_shape, top_block_for, default_in_features):
     bottom_up = build_resnext(*spec_and_options(cfg, input_shape.channels))
-    in_features = list(cfg.MODEL.FPN.IN_FEATURES)
-    if not in_features:
-        raise ConfigError("MODEL.FPN.IN_FEATURES is empty: set it to the backbone features the FPN "
-                          "merges, e.g. [res2, res3, res4, res5] for R-CNN or [res3, res4, res5] for RetinaNet")
+    # Empty (Detectron2's default): the levels this builder is for.
+    in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(default_in_features)
     available = bottom_up.output_shape()
     missing = [f for f in in_features if f not in available]
     if missing:
@@ -92,8 +87,8 @@ def _fpn(cfg, input_shape, top_block_for):
 
 @BACKBONE_REGISTRY.register()
 def build_resnext_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
-    """FPN for R-CNN: p2..p5 from MODEL.FPN.IN_FEATURES, p6 by max-pooling p5."""
-    return _fpn(cfg, input_shape, lambda bottom_up, cfg: LastLevelMaxPool())
+    """FPN for R-CNN: p2..p5 from MODEL.FPN.IN_FEATURES (empty: res2..res5), p6 by max-pooling p5."""
+    return _fpn(cfg, input_shape, lambda bottom_up, cfg: LastLevelMaxPool(), ("res2", "res3", "res4", "res5"))
 
 
 def _p6p7(bottom_up, cfg):
@@ -104,5 +99,5 @@ def _p6p7(bottom_up, cfg):
 
 @BACKBONE_REGISTRY.register()
 def build_resnext_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
-    """FPN for RetinaNet: p3..p5 from MODEL.FPN.IN_FEATURES (res3..res5), p6 and p7 from res5."""
-    return _fpn(cfg, input_shape, _p6p7)
+    """FPN for RetinaNet: p3..p5 from MODEL.FPN.IN_FEATURES (empty: res3..res5), p6 and p7 from res5."""
+    return _fpn(cfg, input_shape, _p6p7, ("res3", "res4", "res5"))
