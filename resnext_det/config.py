@@ -2,7 +2,6 @@
 and SOLVER.AMP.PRECISION, which the trainer reads. ``add_resnext_config`` adds them all to a Detectron2
 config, so every shipped YAML merges into ``get_cfg()``; ``load_config`` also checks files and values."""
 import difflib
-import logging
 import os
 import re
 from typing import Optional, Sequence
@@ -10,7 +9,8 @@ from typing import Optional, Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from .config_checks import check_ranges, check_value, check_values, check_yaml_chain, decode, find_key, pairs, short
+from .config_checks import (check_ranges, check_value, check_values, check_yaml_chain, code_in_yaml_error, decode,
+                            find_key, pairs, short)
 from .errors import ConfigError
 
 # Keys whose "unset" value means "as the ARCH preset says".
@@ -114,27 +114,38 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = ()) -> 
 
 
 def _merge_file(cfg, config_file: str) -> None:
+    """Merge a YAML file (and its ``_BASE_`` chain) into ``cfg``. Every local file of the chain is read with
+    ``yaml.SafeLoader`` first (check_yaml_chain), and Detectron2 reads it with ``allow_unsafe=False``
+    (also a ``_BASE_`` given as a URL): a config is data, a Python tag in it is refused, never run."""
+    import yaml
+
     if not config_file.endswith(".py"):  # (Python configs are LazyConfig's)
         check_yaml_chain(config_file)
-    fvcore_log = logging.getLogger("fvcore.common.config")  # its unsafe_load warning: once, from merge_from_file
-    level = fvcore_log.level
-    fvcore_log.setLevel(logging.ERROR)
     try:
-        data = CN.load_yaml_with_base(config_file, allow_unsafe=True)
+        data = CN.load_yaml_with_base(config_file, allow_unsafe=False)
+    except yaml.constructor.ConstructorError as e:  # in a file check_yaml_chain does not read (a URL)
+        raise code_in_yaml_error(_yaml_file(e, config_file), e) from None
     except Exception as e:  # what check_yaml_chain does not know: e.g. a _BASE_ given as a URL
         raise ConfigError(f"{config_file} could not be read: {type(e).__name__}: {_one_line(e)}") from None
-    finally:
-        fvcore_log.setLevel(level)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config_file!r} holds a YAML {type(data).__name__}, not a mapping of config keys")
     check_values(config_file, data, cfg, unknown=lambda k: _unknown_key_error(config_file, k, cfg))
     try:
-        cfg.merge_from_file(config_file)
+        cfg.merge_from_file(config_file, allow_unsafe=False)
     except KeyError as e:
         key = str(e.args[0]).replace("Non-existent config key: ", "")
         raise _unknown_key_error(config_file, key, cfg) from None
+    except yaml.constructor.ConstructorError as e:
+        raise code_in_yaml_error(_yaml_file(e, config_file), e) from None
     except Exception as e:  # Detectron2's own checks (e.g. a key it renamed)
         raise ConfigError(f"{config_file}: {type(e).__name__}: {_one_line(e)}") from None
+
+
+def _yaml_file(error, default: str) -> str:
+    """The file a YAML error's mark names (a ``_BASE_`` of ``default``), else ``default``."""
+    mark = getattr(error, "problem_mark", None)
+    name = getattr(mark, "name", "") or ""
+    return name if name and not name.startswith("<") else default
 
 
 def _one_line(e: Exception) -> str:

@@ -4,8 +4,10 @@ Detectron2 (yacs) merges a value when its Python type equals the default's (a li
 converted); it does not look inside lists, lets ``None`` through, and fails on odd files with
 exceptions from deep inside (a ``_BASE_`` loop recurses until Python gives up). Here:
 
-* every file of the chain is a readable, UTF-8, non-empty YAML mapping; ``_BASE_`` is a path or a
-  list of paths (relative to the file that names it, as Detectron2 resolves them); no loops;
+* every file of the chain is a readable, UTF-8, non-empty YAML mapping, read with ``yaml.SafeLoader``:
+  configs are data, so a Python tag (``!!python/object/apply:...``, which Detectron2's loader would run
+  with ``yaml.unsafe_load``) is refused, naming the file and line; ``_BASE_`` is a path or a list of
+  paths (relative to the file that names it, as Detectron2 resolves them); no loops;
 * a value has the default's type (list and tuple interchangeable; ``None`` only where the default is
   None), the elements of a list have the kind of the default's elements (numbers, strings, true/false,
   lists), and numbers are finite;
@@ -24,8 +26,8 @@ import yaml
 from .errors import ConfigError, PathError
 from .paths import is_local, readable_file
 
-__all__ = ["check_yaml_chain", "check_value", "check_values", "check_roi_heads", "decode", "find_key", "pairs",
-           "short"]
+__all__ = ["check_yaml_chain", "code_in_yaml_error", "check_value", "check_values", "check_roi_heads", "decode",
+           "find_key", "pairs", "short"]
 
 BASE_KEY = "_BASE_"
 
@@ -52,11 +54,21 @@ def _read_yaml(path: str):
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path!r} is not UTF-8 text; is it a YAML config?") from None
     try:
-        return yaml.safe_load(text), True
-    except yaml.constructor.ConstructorError:  # python tags: Detectron2 loads these with unsafe_load
-        return None, False
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:  # a Python tag (Detectron2 would run it with unsafe_load)
+        raise code_in_yaml_error(path, e) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def code_in_yaml_error(path: str, error: yaml.constructor.ConstructorError) -> ConfigError:
+    """The one line for a YAML construct that ``yaml.SafeLoader`` refuses (``!!python/object/apply:...`` and
+    other Python or unknown tags): configs are data, the file is not read further."""
+    mark = error.problem_mark or error.context_mark
+    where = f"{path}, line {mark.line + 1}" if mark is not None else path
+    tag = " ".join(str(error.problem or "").split())
+    return ConfigError(f"{where}: {tag or 'a construct YAML safe loading refuses'}; configs are data, not code: "
+                       "write the value itself (a number, string or list) instead of the tag")
 
 
 def check_yaml_chain(config_file: str, _chain: tuple = ()) -> List[str]:
@@ -76,9 +88,7 @@ def check_yaml_chain(config_file: str, _chain: tuple = ()) -> List[str]:
     if key in _chain:
         loop = " -> ".join(list(_chain[_chain.index(key):]) + [key])
         raise ConfigError(f"config file {_chain[0]}: its {BASE_KEY} chain loops: {loop}")
-    data, parsed = _read_yaml(config_file)
-    if not parsed:
-        return [config_file]
+    data = _read_yaml(config_file)  # with yaml.SafeLoader: a Python tag is refused, never run
     if data is None:
         raise ConfigError(f"config file {config_file!r} holds no settings (it is empty or only comments)")
     if not isinstance(data, dict):

@@ -443,7 +443,7 @@ def bench_stop_together(args):
         out = os.path.join(folder, "seconds.pt")
         mp.start_processes(time_agree, args=(args.processes, os.path.join(folder, "init"), args.calls,
                                                 args.repeats, out), nprocs=args.processes, start_method="spawn")
-        timing = Timing(seconds=torch.load(out))
+        timing = Timing(seconds=torch.load(out, weights_only=True))
     rows = _rows(f"agree() among {args.processes} gloo processes, one call (s)", {"agree": timing}, lambda key: "agree")
     return rows_with_context(rows, args, peer="agree")
 

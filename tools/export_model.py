@@ -87,14 +87,14 @@ def export_backbone(args, stem):
 
 
 def export_detector(args, stem):
-    from detectron2.checkpoint import DetectionCheckpointer
+    from resnext_det.engine.checkpointer import SafeCheckpointer
 
     cfg = load_config(args.config_file, args.opts)
     if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS:
         readable_file(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS", "pass the trained model, e.g. OUTPUT_DIR/model_final.pth")
         check_model_weights(cfg, cfg.MODEL.WEIGHTS)  # missing, corrupt or not fitting: one line, not a traceback
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # read as data: a file that needs code is refused
     if args.fuse:
         fuse_for_inference(model, dtype=args.precision)
     image = torch.rand(3, *(args.size or (cfg.INPUT.MIN_SIZE_TEST,) * 2)) * 255

@@ -1,12 +1,15 @@
-"""Detectron2's checkpointer with atomic writes and clear errors for unreadable checkpoints."""
+"""Detectron2's checkpointer that reads checkpoints as data only, with atomic writes and clear errors for
+unreadable checkpoints."""
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import CheckpointError
 from ..checkpoint.atomic import atomic_write, remove_stale_temporaries
+from ..checkpoint.io import UnsafeCheckpointError, load_pickle, load_torch
 
-__all__ = ["AtomicCheckpointer", "CheckpointWriteError", "atomic_write", "remove_stale_temporaries"]
+__all__ = ["SafeCheckpointer", "AtomicCheckpointer", "CheckpointWriteError", "atomic_write",
+           "remove_stale_temporaries"]
 
 
 class CheckpointWriteError(CheckpointError):
@@ -17,8 +20,57 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-class AtomicCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` whose ``model_*.pth`` and ``last_checkpoint`` writes are atomic
+class SafeCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` whose reads run no code from the file: ``.pkl`` files (Detectron2 and
+    Detectron/Caffe2 model zoo: pickles of numpy arrays) are unpickled with an arrays-only unpickler,
+    ``.pyth`` and every other file with ``torch.load(weights_only=True)`` (resnext_det/checkpoint/io.py).
+    A file that needs code to load raises :class:`UnsafeCheckpointError` (a :class:`CheckpointError`),
+    naming it and the fix; an unreadable one a :class:`CheckpointError`. What is read
+    is laid out as Detectron2 lays it out (model zoo format, Caffe2 blobs, pycls ``model_state``)."""
+
+    def _load_file(self, filename):
+        if filename.endswith(".pkl"):
+            data = self._read(filename, load_pickle)
+            if not isinstance(data, dict):
+                raise CheckpointError(f"{filename} holds a {type(data).__name__}, not a dict of arrays; "
+                                      "is it a weights file?")
+            if "model" in data and "__author__" in data:  # Detectron2 model zoo format
+                self.logger.info("Reading a file from '%s'", data["__author__"])
+                return data
+            if "blobs" in data:  # Caffe2 / Detectron1 detection models
+                data = data["blobs"]
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls
+            data = self._read(filename, load_torch)
+            if not isinstance(data, dict) or "model_state" not in data:
+                raise CheckpointError(f"cannot load .pyth file {filename}: pycls checkpoints hold 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        return super()._load_file(filename)  # its query handling; the file is read by _torch_load
+
+    def _torch_load(self, f):
+        return self._read(f, load_torch)
+
+    def _read(self, filename, load):
+        try:
+            return load(filename)
+        except CheckpointError:
+            raise
+        except Exception as e:  # truncated, or no checkpoint at all
+            raise self._unreadable(filename, e) from e
+
+    def _unreadable(self, filename, error: Exception) -> CheckpointError:
+        first_line = (str(error).splitlines() or [""])[0]
+        return CheckpointError(f"{filename} is not a readable checkpoint ({type(error).__name__}: {first_line}); "
+                               f"{self._unreadable_fix()}")
+
+    def _unreadable_fix(self) -> str:
+        return "check the file (MODEL.WEIGHTS)"
+
+
+class AtomicCheckpointer(SafeCheckpointer):
+    """:class:`SafeCheckpointer` whose ``model_*.pth`` and ``last_checkpoint`` writes are atomic
     (:func:`atomic_write`; the checkpoint first, then ``last_checkpoint``), so a process killed while
     saving leaves the previous checkpoint and a ``last_checkpoint`` naming it. Resuming from a
     ``last_checkpoint`` that names a missing or unreadable file raises :class:`CheckpointError`.
@@ -94,14 +146,16 @@ class AtomicCheckpointer(DetectionCheckpointer):
                                   f"checkpoint, {ours.get(k, 'absent')} in the model); resume with the config it was "
                                   "trained with, or train into another OUTPUT_DIR")
 
-    def _torch_load(self, f):
+    def _load_file(self, filename):
         try:
-            return super()._torch_load(f)
-        except Exception as e:
-            first_line = (str(e).splitlines() or [""])[0]
-            fix = self._fix() if self._resuming else "check the file (MODEL.WEIGHTS)"
-            raise CheckpointError(f"{f} is not a readable checkpoint ({type(e).__name__}: {first_line}); "
-                                  f"{fix}") from e
+            return super()._load_file(filename)
+        except UnsafeCheckpointError as e:
+            if self._resuming:  # the file last_checkpoint names
+                raise UnsafeCheckpointError(f"--resume: {e}") from None
+            raise
+
+    def _unreadable_fix(self) -> str:
+        return self._fix() if self._resuming else super()._unreadable_fix()
 
     def _fix(self) -> str:
         others = sorted(n for n in os.listdir(self.save_dir) if n.startswith("model_") and n.endswith(".pth")) \
