@@ -68,7 +68,7 @@ demo: setup
 # per C4 run here).
 SEEDS ?= 1
 DETECTOR ?= FPN
-COMPARE_CONFIG ?= configs/demo/shapes_faster_rcnn_X50_$(DETECTOR).yaml
+COMPARE_CONFIG ?= configs/demo/$(if $(filter FPN,$(DETECTOR)),shapes_compare_X50_FPN,shapes_faster_rcnn_X50_$(DETECTOR)).yaml
 COMPARE_DIR ?= $(if $(filter FPN,$(DETECTOR)),output/compare,output/compare-$(DETECTOR))
 compare: setup
 	$(PYTHON) tools/run_comparison.py --config-file $(COMPARE_CONFIG) --seeds $(SEEDS) \

@@ -17,6 +17,7 @@ def test_demo_with_fuse_reports_every_evaluation(tiny_shapes, tmp_path):
     assert abs(evaluation["fused"]["AP"] - evaluation["unfused"]["AP"]) < 0.05
     # --amp auto by default: bf16 autocast training where this CPU has native bf16
     assert summary["training_precision"] == ("bf16 autocast" if demo.has_native_bf16() else "fp32")
+    assert summary["training_precision_reason"] == demo.amp_reason("auto", [])
     assert load_strict_json((tmp_path / "summary.json").read_text())["evaluation"] == evaluation
     for line in (tmp_path / "metrics.json").read_text().splitlines():  # NaN APs are null, with a note
         record = load_strict_json(line)
@@ -35,3 +36,39 @@ def test_amp_option_sets_solver_amp_unless_overridden(monkeypatch):
     args = demo.parse_args(["--amp", "on", "SOLVER.AMP.ENABLED", "False"])
     cfg = load_config(demo.DEFAULT_CONFIG, demo.amp_overrides(args.amp) + args.opts)
     assert cfg.SOLVER.AMP.ENABLED is False  # the user's explicit override wins
+
+
+def test_the_log_says_why_the_demo_trains_in_its_precision(monkeypatch):
+    demo = load_tool("demo")
+    monkeypatch.setattr(demo, "has_native_bf16", lambda: True)
+    assert "computes bf16 natively" in demo.amp_reason("auto", [])
+    monkeypatch.setattr(demo, "has_native_bf16", lambda: False)
+    assert "emulates bf16" in demo.amp_reason("auto", ["SOLVER.MAX_ITER", "10"])
+    monkeypatch.setattr(demo, "has_native_bf16", lambda: None)
+    assert "not x86" in demo.amp_reason("auto", [])
+    assert demo.amp_reason("off", []) == "--amp off"
+    assert "wins over --amp" in demo.amp_reason("on", ["SOLVER.AMP.ENABLED", "False"])
+
+
+def test_the_comparison_recipe_is_the_demo_model_on_its_850_step_schedule():
+    """make compare and the Mask R-CNN demo train the model of the demo on the schedule their
+    figures were measured with (docs/comparison.md, docs/training.md): only these keys differ."""
+    import os
+
+    from resnext_det import load_config
+
+    demo = load_tool("demo")
+    compare = load_config(os.path.join(os.path.dirname(demo.DEFAULT_CONFIG), "shapes_compare_X50_FPN.yaml"))
+    ours = load_config(demo.DEFAULT_CONFIG)
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            yield from flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+
+    theirs = dict(flat(compare))
+    differ = {key: (value, theirs[key]) for key, value in flat(ours) if theirs[key] != value}
+    assert differ == {"MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": (1, 0), "SOLVER.MAX_ITER": (1200, 850),
+                      "SOLVER.STEPS": ((1000, 1150), (650, 800)), "TEST.EVAL_PERIOD": (600, 300),
+                      "OUTPUT_DIR": ("output/demo", "output/compare")}
+    mask = load_config(os.path.join(os.path.dirname(demo.DEFAULT_CONFIG), "shapes_mask_rcnn_X50_FPN.yaml"))
+    assert (mask.SOLVER.MAX_ITER, mask.SOLVER.STEPS, mask.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO) == (850, (650, 800), 0)

@@ -5,9 +5,17 @@ import pytest
 
 from conftest import run_python
 
-# docs/demo.md states the AP the demo reaches; this is the floor the issue set for it.
-TARGET_BOX_AP = 50.0
-# bf16 inference (and the compiled backbone) may cost at most this much box AP (issue 12's target).
+# docs/demo.md ("What it reaches") promises box AP 55 or more on any x86 machine with 2 cores. The seven
+# runs of the demo config measured there (seeds 0-2 in bf16 and in fp32 training on one thread, and
+# this test's own run, bf16 seed 0 on two threads; AMD EPYC with AVX512-BF16, no AMX) reached 65.35 to
+# 67.20. The
+# floor lies 9 AP (rounded down to a whole AP) below the worst of them: twice the largest difference
+# measured between two machines with one config and seed (4.5 AP: an Intel Xeon with AMX against the
+# AMD EPYC, both training the earlier 850-step recipe in bf16).
+TARGET_BOX_AP = 56.0
+# bf16 and compiled evaluation of the trained model may cost at most this much box AP against fp32.
+# Measured in this test's run (docs/speed.md, "What it costs in accuracy"): fused bf16 +0.05, compiled
+# fp32 0.00, compiled bf16 +0.14; on the earlier recipe -0.11 and -0.13. The limit is over 3x the largest.
 MAX_PRECISION_AP_LOSS = 0.5
 
 

@@ -65,7 +65,7 @@ def test_every_lazy_config_builds_our_backbone_without_a_config_node(path):
 
 
 def test_the_lazy_mission_config_builds_the_yaml_mission_model():
-    """Issue 13: same state-dict keys and shapes as configs/faster_rcnn_X101_32x8d_FPN.yaml."""
+    """The same state-dict keys and shapes as configs/faster_rcnn_X101_32x8d_FPN.yaml."""
     with torch.device("meta"):
         lazy = instantiate(_lazy(MISSION_LAZY).model)
         yaml = _yaml_model(_yaml(MISSION_YAML))
@@ -100,6 +100,7 @@ def test_lazy_twins_train_as_the_yaml_configs(lazy_path, yaml_path):
     assert lazy.dataloader.test.dataset.names == yaml.DATASETS.TEST[0]
     assert (list(lazy.model.pixel_mean), list(lazy.model.pixel_std)) == (list(yaml.MODEL.PIXEL_MEAN),
                                                                           list(yaml.MODEL.PIXEL_STD))
+    assert lazy.model.roi_heads.box_pooler.sampling_ratio == yaml.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
     optimizer = lazy.optimizer
     assert optimizer._target_.__name__ == yaml.SOLVER.OPTIMIZER
     assert (optimizer.lr, optimizer.weight_decay) == (yaml.SOLVER.BASE_LR, yaml.SOLVER.WEIGHT_DECAY)

@@ -78,7 +78,7 @@ def test_short_train_then_eval(train_net, tiny_shapes, tmp_path):
     fused = train_net.main(args)
     for key in ("AP", "AP50", "AP75"):  # NaN when nothing is detected after 3 iterations: equal either way
         assert fused["bbox"][key] == pytest.approx(results["bbox"][key], abs=0.05, nan_ok=True)
-    args.precision = "bf16"  # the backbone in bf16: within issue 12's 0.5 AP
+    args.precision = "bf16"  # the backbone in bf16: within the 0.5 AP target
     bf16 = train_net.main(args)
     for key in ("AP", "AP50", "AP75"):
         assert bf16["bbox"][key] == pytest.approx(results["bbox"][key], abs=0.5, nan_ok=True)

@@ -14,6 +14,7 @@ auto does so where the CPU has native bf16.
 """
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -66,6 +67,9 @@ def draw_val_predictions(cfg, model, path, num_images, fuse=False):
     from detectron2.data.detection_utils import read_image
     from detectron2.engine import DefaultPredictor
 
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""  # the trained model's own weights are copied in: no file is read
     predictor = DefaultPredictor(cfg)
     predictor.model.load_state_dict(model.state_dict())
     if fuse:
@@ -82,6 +86,21 @@ def draw_val_predictions(cfg, model, path, num_images, fuse=False):
 def amp_overrides(amp):
     """SOLVER.AMP.ENABLED for --amp, before the user's overrides (which win)."""
     return ["SOLVER.AMP.ENABLED", "True"] if amp == "on" or amp == "auto" and has_native_bf16() else []
+
+
+def amp_reason(amp, opts):
+    """Why the demo trains in the precision it does: one sentence for the log."""
+    if "SOLVER.AMP.ENABLED" in opts[::2]:
+        return "SOLVER.AMP.ENABLED is given on the command line, and it wins over --amp"
+    if amp != "auto":
+        return f"--amp {amp}"
+    native = has_native_bf16()
+    if native:
+        return ("--amp auto, and this CPU computes bf16 natively (AVX512-BF16 or AMX): bf16 autocast training "
+                "reaches the same AP as fp32 in less time (docs/demo.md, 'What it reaches'); --amp off trains in fp32")
+    return ("--amp auto, and this CPU " + ("emulates bf16 (no AVX512-BF16 or AMX)" if native is False else
+                                           "is not x86, where PyTorch does not say whether bf16 is native")
+            + ", so bf16 would train slower than fp32; --amp on trains in bf16 anyway")
 
 
 def amp_dtype_name(cfg):
@@ -125,7 +144,8 @@ def compare_evaluations(cfg, model, modes):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.opts = amp_overrides(args.amp) + list(args.opts) + ["OUTPUT_DIR", args.output_dir]
+    args.user_opts = list(args.opts)
+    args.opts = amp_overrides(args.amp) + args.user_opts + ["OUTPUT_DIR", args.output_dir]
     args.resume, args.eval_only, args.num_gpus = False, False, 1
     try:  # bad input (config, data, a NaN loss, a full disk ...): one line, no traceback
         with hold_output_dir(load_config(args.config_file, args.opts), purpose="demo"):
@@ -137,6 +157,8 @@ def main(argv=None):
 def run(args):
     cfg = setup_cfg(args)
     check_inputs(cfg)
+    logging.getLogger("resnext_det.demo").info(
+        "training in %s: %s", amp_dtype_name(cfg), amp_reason(args.amp, args.user_opts))
     modes = evaluation_modes(args)
     for _, fuse in modes[1:]:
         check_precision(fuse["dtype"], cfg.MODEL.DEVICE)
@@ -159,7 +181,8 @@ def run(args):
                              args.num_images, fuse=bool(modes))
     summary = {"arch": cfg.MODEL.RESNEXT.ARCH, "iterations": cfg.SOLVER.MAX_ITER,
                "train_and_eval_seconds": round(train_seconds, 1), "bbox": box,
-               "training_precision": amp_dtype_name(cfg), "threads": torch.get_num_threads()}
+               "training_precision": amp_dtype_name(cfg),
+               "training_precision_reason": amp_reason(args.amp, args.user_opts), "threads": torch.get_num_threads()}
     if modes:
         summary["evaluation"] = compare_evaluations(cfg, trainer.model, modes)
     summary = strict(summary)  # NaN APs (e.g. no detections) as null, with a note

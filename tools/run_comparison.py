@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train and evaluate a config with several backbones and seeds, then compare them (`make compare`).
 
-    python tools/run_comparison.py --config-file configs/demo/shapes_faster_rcnn_X50_FPN.yaml \
+    python tools/run_comparison.py --config-file configs/demo/shapes_compare_X50_FPN.yaml \
         --archs resnet50 resnext50_32x4d --seeds 3 --output-dir output/compare [KEY VALUE ...]
 
 Each (seed, backbone) is one tools/demo.py run, in its own process, into OUTPUT_DIR/<arch>/seed<k>
