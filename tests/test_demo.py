@@ -72,3 +72,26 @@ def test_the_comparison_recipe_is_the_demo_model_on_its_850_step_schedule():
                       "OUTPUT_DIR": ("output/demo", "output/compare")}
     mask = load_config(os.path.join(os.path.dirname(demo.DEFAULT_CONFIG), "shapes_mask_rcnn_X50_FPN.yaml"))
     assert (mask.SOLVER.MAX_ITER, mask.SOLVER.STEPS, mask.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO) == (850, (650, 800), 0)
+
+
+def test_drawing_predictions_reads_no_weights_file(tiny_shapes, tmp_path):
+    """The drawn predictions come from the trained model's own weights: MODEL.WEIGHTS is not read again
+    (a file there that needs code to load would run it in Detectron2's DefaultPredictor)."""
+    import os
+
+    from test_safe_loading import write_malicious
+
+    from resnext_det import load_config
+    from resnext_det.engine import Trainer
+
+    demo = load_tool("demo")
+    marker = tmp_path / "ran"
+    weights = write_malicious(tmp_path / "evil.pth", marker)
+    cfg = load_config(demo.DEFAULT_CONFIG, ["DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST",
+                                            "('tiny_shapes_val',)", "MODEL.WEIGHTS", weights])
+    model = Trainer.build_model(cfg)
+    model.eval()
+    drawing = tmp_path / "predictions.png"
+    demo.draw_val_predictions(cfg, model, str(drawing), num_images=1)
+    assert drawing.stat().st_size > 0 and not os.path.exists(marker)
+    assert cfg.MODEL.WEIGHTS == weights  # the caller's config is left as it was
