@@ -144,8 +144,8 @@ def compare_evaluations(cfg, model, modes):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.user_opts = list(args.opts)
-    args.opts = amp_overrides(args.amp) + args.user_opts + ["OUTPUT_DIR", args.output_dir]
+    args.amp_reason = amp_reason(args.amp, args.opts)  # of the user's own overrides
+    args.opts = amp_overrides(args.amp) + list(args.opts) + ["OUTPUT_DIR", args.output_dir]
     args.resume, args.eval_only, args.num_gpus = False, False, 1
     try:  # bad input (config, data, a NaN loss, a full disk ...): one line, no traceback
         with hold_output_dir(load_config(args.config_file, args.opts), purpose="demo"):
@@ -158,7 +158,7 @@ def run(args):
     cfg = setup_cfg(args)
     check_inputs(cfg)
     logging.getLogger("resnext_det.demo").info(
-        "training in %s: %s", amp_dtype_name(cfg), amp_reason(args.amp, args.user_opts))
+        "training in %s: %s", amp_dtype_name(cfg), args.amp_reason)
     modes = evaluation_modes(args)
     for _, fuse in modes[1:]:
         check_precision(fuse["dtype"], cfg.MODEL.DEVICE)
@@ -182,7 +182,7 @@ def run(args):
     summary = {"arch": cfg.MODEL.RESNEXT.ARCH, "iterations": cfg.SOLVER.MAX_ITER,
                "train_and_eval_seconds": round(train_seconds, 1), "bbox": box,
                "training_precision": amp_dtype_name(cfg),
-               "training_precision_reason": amp_reason(args.amp, args.user_opts), "threads": torch.get_num_threads()}
+               "training_precision_reason": args.amp_reason, "threads": torch.get_num_threads()}
     if modes:
         summary["evaluation"] = compare_evaluations(cfg, trainer.model, modes)
     summary = strict(summary)  # NaN APs (e.g. no detections) as null, with a note
